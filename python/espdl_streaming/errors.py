@@ -1,0 +1,44 @@
+"""One exception hierarchy for the whole package.
+
+Every user mistake is an :class:`EspdlStreamingError`; the CLI prints it as
+``error: <message>`` and exits with status 2.  Anything else is a bug and keeps its
+traceback (exit status 1).
+"""
+
+from __future__ import annotations
+
+
+class EspdlStreamingError(Exception):
+    """A problem the user can fix: bad arguments, inputs, or a model we cannot stream."""
+
+
+class DeclarationError(EspdlStreamingError):
+    """An argument of the declaration (CLI flag or CMake keyword) is invalid."""
+
+
+class ModelLoadError(EspdlStreamingError):
+    """The model file or factory could not be loaded or run."""
+
+
+class CalibrationError(EspdlStreamingError):
+    """The calibration data is missing or of the wrong shape."""
+
+
+class QuantizeError(EspdlStreamingError):
+    """esp-ppq rejected the model or logged an error while converting it."""
+
+
+class StreamingConversionError(EspdlStreamingError):
+    """The model cannot be converted to a correct streaming model (look-ahead, ...)."""
+
+
+class EspdlFormatError(EspdlStreamingError):
+    """An .espdl file is truncated, corrupt or uses a feature we do not read."""
+
+
+class UnsupportedOpError(EspdlStreamingError):
+    """The simulator has no implementation of an operator found in the model."""
+
+
+class VerificationError(EspdlStreamingError):
+    """The streaming model does not compute what the offline model computes."""
