@@ -1,0 +1,34 @@
+/*
+ * Opening a model with the engine available on this target: ESP-DL's dl::Model on chips;
+ * no engine yet on ESP-IDF's linux target and plain host builds (ESP_ERR_NOT_SUPPORTED).
+ */
+#pragma once
+
+#include <cstdint>
+
+#include "espdl_streaming/model_interface.hpp"
+#include "espdl_streaming/port.hpp"
+
+namespace espdl_streaming {
+
+enum class placement : uint8_t { rodata, partition };
+
+struct model_source {
+    placement where;
+    const uint8_t *rodata;       /* placement::rodata: the .espdl bytes, 16-byte aligned */
+    const char *partition_label; /* placement::partition: data partition holding the .espdl */
+};
+
+/**
+ * Load a model. On success `*out` is owned by the caller: release it with close_model().
+ *
+ * @return ESP_OK, ESP_ERR_INVALID_ARG (null/misaligned source), ESP_ERR_NO_MEM,
+ *         ESP_FAIL (the engine could not load the model; logged), ESP_ERR_NOT_SUPPORTED
+ *         (no engine on this target)
+ */
+esp_err_t open_model(const model_source &src, model_interface **out);
+
+/** Release a model returned by open_model(); null is ignored. */
+void close_model(model_interface *model);
+
+} // namespace espdl_streaming

@@ -1,0 +1,162 @@
+"""The build job: declaration -> quantize -> verify -> codegen + report, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .declaration import Declaration
+from .verify import STREAM_SEED, VerifyResult
+
+
+@dataclass
+class BuildOutputs:
+    files: dict[Path, bytes]  # final path -> content
+    report: dict[str, Any]
+    depfile: str
+
+
+def rodata_symbol(name: str) -> str:
+    """The symbol the CMake side defines (16-byte aligned) for RODATA placement."""
+    return f"espdl_streaming_{name}_espdl"
+
+
+def _placement(decl: Declaration) -> dict[str, str]:
+    if decl.placement.kind == "partition":
+        return {"kind": "partition", "label": str(decl.placement.label)}
+    return {"kind": "rodata", "symbol": rodata_symbol(decl.name)}
+
+
+def _calibration_json(decl: Declaration, samples: int, random: bool) -> dict[str, Any]:
+    if random:
+        return {
+            "source": None, "samples": samples, "random": True,
+            "warning": "no calibration data given: calibrated on seeded random normal data; the exponents may not "
+            "fit real inputs. Pass CALIBRATION (CMake) / --calibration (CLI) with representative frames.",
+        }  # fmt: skip
+    return {"source": str(decl.calibration), "samples": samples, "random": False}
+
+
+def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, float]) -> dict[str, Any]:
+    offline_frames = decl.offline_frames
+    return {
+        "name": decl.name,
+        "target": decl.chip,
+        "esp_ppq_target": decl.ppq_target,
+        "bits": decl.bits,
+        "chunk_frames": decl.chunk_frames,
+        "feature_dim": decl.feature_dim,
+        "offline_input_shape": list(decl.input_shape),
+        "input": v.input.as_json(),
+        "outputs": [o.as_json() for o in v.outputs],
+        "streaming": {
+            "verified": v.verified,
+            "chunks_checked": v.chunks_checked,
+            "warmup_chunks": v.warmup_chunks,
+            "max_abs_diff": v.max_abs_diff,
+            "stream_seed": STREAM_SEED,
+            "offline_test_outputs_reproduced": v.offline_test_outputs_checked,
+            "rounding": v.rounding,
+            "caches": q.plan.as_json(),
+        },
+        "receptive_field_frames": q.plan.receptive_field,
+        "espdl_bytes": len(q.streaming_bytes),
+        "offline_espdl_bytes": len(q.offline_bytes),
+        "espdl_sha256": hashlib.sha256(q.streaming_bytes).hexdigest(),
+        "cache_bytes": v.cache_bytes,
+        "macs_per_chunk": v.macs_per_chunk,
+        "offline_macs": v.offline_macs,
+        "offline_macs_per_frame": round(v.offline_macs / offline_frames, 3),
+        "calibration": _calibration_json(decl, q.calibration_samples, q.random_calibration),
+        "placement": _placement(decl),
+        "golden_chunks": v.golden_chunks,
+        "esp_ppq_version": q.esp_ppq_version,
+        "espdl_streaming_version": __version__,
+        "dependencies": [str(p) for p in q.deps],
+        "seconds": {k: round(val, 3) for k, val in seconds.items()},
+    }
+
+
+def make_glue(decl: Declaration, v: VerifyResult, q: Any, command_line: str) -> dict[str, Any]:
+    return {
+        "name": decl.name,
+        "target": decl.chip,
+        "command_line": command_line,
+        "chunk_frames": decl.chunk_frames,
+        "feature_dim": decl.feature_dim,
+        "rounding": v.rounding,
+        "input": v.input.as_json(),
+        "outputs": [o.as_json() for o in v.outputs],
+        "placement": _placement(decl),
+        "golden": {"frames": v.golden_frames, "chunks": v.golden_chunks, "outputs": v.golden_outputs},
+        "espdl_bytes": len(q.streaming_bytes),
+        "cache_bytes": v.cache_bytes,
+        "macs_per_chunk": v.macs_per_chunk,
+    }
+
+
+def _escape_make(path: Path) -> str:
+    return str(path).replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
+
+
+def make_depfile(decl: Declaration, deps: list[Path]) -> str:
+    target = _escape_make(decl.output_path(".espdl"))
+    return f"{target}: " + " \\\n  ".join(_escape_make(p) for p in deps) + "\n"
+
+
+def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
+    from .codegen import render_glue
+    from .quantize import quantize
+    from .verify import verify
+
+    t0 = time.perf_counter()
+    q = quantize(decl)
+    seconds = dict(q.seconds)
+    t = time.perf_counter()
+    v = verify(decl, q.offline_bytes, q.streaming_bytes)
+    seconds["verify"] = time.perf_counter() - t
+    t = time.perf_counter()
+    hpp, cpp = render_glue(make_glue(decl, v, q, command_line))
+    seconds["codegen"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+    report = make_report(decl, q, v, seconds)
+    files = {
+        decl.output_path(".espdl"): q.streaming_bytes,
+        decl.output_path(".offline.espdl"): q.offline_bytes,
+        decl.output_path(".hpp"): hpp.encode(),
+        decl.output_path(".cpp"): cpp.encode(),
+        decl.output_path(".report.json"): (json.dumps(report, indent=2) + "\n").encode(),
+    }
+    return BuildOutputs(files, report, make_depfile(decl, q.deps))
+
+
+def write_atomically(files: dict[Path, bytes]) -> list[Path]:
+    """Write every file through a temp file + rename; leave files whose content is unchanged untouched.
+
+    All temp files are written before any rename, so a failure while writing leaves every
+    earlier output as it was.  Returns the paths actually (re)written.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file() and path.read_bytes() == data:
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            staged.append((Path(tmp), path))
+        for tmp_path, path in staged:
+            os.replace(tmp_path, path)
+    finally:
+        for tmp_path, _ in staged:
+            if tmp_path.exists():
+                tmp_path.unlink()
+    return [p for _, p in staged]

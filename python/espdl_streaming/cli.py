@@ -1,0 +1,117 @@
+"""Command line: ``python -m espdl_streaming build ...``.
+
+The only place that prints and exits.  User mistakes (:class:`EspdlStreamingError`) print
+``error: ...`` to stderr and exit 2, writing nothing; anything else keeps its traceback
+and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .declaration import MIN_VERIFY_CHUNKS, make_declaration
+from .errors import EspdlStreamingError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m espdl_streaming",
+        description="Quantize a model for an ESP32 chip, convert it to an ESP-DL streaming model, verify every "
+        "streaming chunk against the offline model bit for bit, and generate C++ glue.",
+    )
+    parser.add_argument("--version", action="version", version=f"espdl_streaming {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    b = sub.add_parser("build", help="build one model: NAME.espdl, NAME.offline.espdl, NAME.hpp/.cpp, report")
+    b.add_argument("--name", required=True, help="C identifier naming the model, its class and its files")
+    b.add_argument("--model", required=True, help="FILE.py:FACTORY (returns a torch.nn.Module) or FILE.onnx")
+    b.add_argument("--input-shape", required=True,
+                   help="offline input in torch layout, batch 1, time on dim 2: e.g. 1,16,24 (NCW) or 1,1,49,10")
+    b.add_argument("--chunk-frames", required=True, type=int, help="new frames per streaming step")
+    b.add_argument("--target", required=True, help="ESP-IDF chip target: esp32p4, esp32s3, esp32c3, ...")
+    b.add_argument("--out-dir", required=True, type=Path, help="directory for the outputs")
+    b.add_argument("--calibration", help="FILE.npy / FILE.npz ([N, ...input shape without batch]) or FILE.py:FUNC")
+    b.add_argument("--calib-steps", type=int, default=32, help="calibration batches (default 32)")
+    b.add_argument("--bits", type=int, default=8, help="8 or 16 (default 8)")
+    b.add_argument("--verify-chunks", type=int, default=MIN_VERIFY_CHUNKS,
+                   help=f"streaming chunks compared with the offline model (default and minimum {MIN_VERIFY_CHUNKS})")
+    b.add_argument("--placement", default="rodata", help="rodata (default) or partition:LABEL")
+    b.add_argument("--depfile", type=Path, help="write a Makefile-style depfile listing the model's local modules")
+    b.add_argument("--quiet", action="store_true", help="print only errors and warnings")
+    b.add_argument("--log", type=Path, help="also write esp-ppq's full log to this file")
+    return parser
+
+
+def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
+    s = report["streaming"]
+    lines = [
+        f"{report['name']}: streaming model for {report['target']} ({report['bits']}-bit) verified: "
+        f"{s['chunks_checked']} chunks of {report['chunk_frames']} frames equal the offline model bit for bit "
+        f"(max |diff| {s['max_abs_diff']}, {s['warmup_chunks']} warm-up chunks)",
+        f"  verified: {str(s['verified']).lower()}  max_abs_diff: {s['max_abs_diff']}  "
+        f"chunks_checked: {s['chunks_checked']}",
+    ]
+    i = report["input"]
+    lines.append(f"  input   {i['name']}: {i['dtype']} {i['shape']} exponent {i['exponent']}")
+    for o in report["outputs"]:
+        lines.append(f"  output  {o['name']}: {o['dtype']} {o['shape']} exponent {o['exponent']}")
+    lines.append(
+        f"  flash {report['espdl_bytes']} B, cache RAM {report['cache_bytes']} B, {report['macs_per_chunk']} "
+        f"MACs/chunk, receptive field {report['receptive_field_frames']} frames"
+    )
+    secs = report["seconds"]
+    lines.append("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
+    lines.append(f"  {len(written)} file(s) updated in {out_dir}" if written else f"  outputs unchanged in {out_dir}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command_line = "python -m espdl_streaming " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+    try:
+        from .build import run_build, write_atomically
+
+        decl = make_declaration(
+            name=args.name, model=args.model, input_shape=args.input_shape, chunk_frames=args.chunk_frames,
+            target=args.target, out_dir=args.out_dir, calibration=args.calibration, calib_steps=args.calib_steps,
+            bits=args.bits, verify_chunks=args.verify_chunks, placement=args.placement,
+        )
+        result = run_build(decl, command_line)
+        files = dict(result.files)
+        if args.depfile:
+            files[args.depfile.resolve()] = result.depfile.encode()
+        written = write_atomically(files)
+    except EspdlStreamingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        if exc.filename and str(args.out_dir) in str(exc.filename):
+            print(f"error: {args.name}: cannot write {exc.filename}: {exc.strerror}: choose a writable --out-dir",
+                  file=sys.stderr)
+            return EXIT_USER_ERROR
+        raise
+    report = result.report
+    if report["calibration"]["random"]:
+        print(f"WARNING: {args.name}: {report['calibration']['warning']}", file=sys.stderr)
+    if not args.quiet:
+        print(_summary(report, written, decl.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The declaration: one validated description of a model to build.
+
+Both front ends (the CLI and, through it, the CMake function) end here.  Every user
+mistake that can be found without running the model is reported from this module with
+the flag or keyword, the value and the fix.  Nothing here imports torch or esp-ppq.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DeclarationError
+
+#: ESP-IDF chip targets and the esp-ppq target that decides their kernels and rounding.
+CHIP_TO_PPQ_TARGET: dict[str, str] = {
+    "esp32p4": "esp32p4",
+    "esp32s3": "esp32s3",
+    "esp32": "c",
+    "esp32s2": "c",
+    "esp32c2": "c",
+    "esp32c3": "c",
+    "esp32c5": "c",
+    "esp32c6": "c",
+    "esp32c61": "c",
+    "esp32h2": "c",
+}
+
+MIN_VERIFY_CHUNKS = 8
+
+_CPP_KEYWORDS = frozenset(
+    """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
+    char32_t class compl concept const consteval constexpr constinit const_cast continue co_await
+    co_return co_yield decltype default delete do double dynamic_cast else enum explicit export extern
+    false float for friend goto if inline int long mutable namespace new noexcept not not_eq nullptr
+    operator or or_eq private protected public register reinterpret_cast requires return short signed
+    sizeof static static_assert static_cast struct switch template this thread_local throw true try
+    typedef typeid typename union unsigned using virtual void volatile wchar_t while xor xor_eq""".split()
+)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where the model comes from: a Python factory or an ONNX file."""
+
+    path: Path
+    factory: str | None  # None for ONNX
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.factory is None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.factory}" if self.factory else str(self.path)
+
+
+@dataclass(frozen=True)
+class CalibrationRef:
+    path: Path
+    function: str | None  # for FILE.py:FUNC
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.function}" if self.function else str(self.path)
+
+
+@dataclass(frozen=True)
+class Placement:
+    kind: str  # "rodata" | "partition"
+    label: str | None = None
+
+    def __str__(self) -> str:
+        return f"partition:{self.label}" if self.kind == "partition" else "rodata"
+
+
+@dataclass(frozen=True)
+class Declaration:
+    name: str
+    model: ModelRef
+    input_shape: tuple[int, ...]
+    chunk_frames: int
+    chip: str
+    out_dir: Path
+    calibration: CalibrationRef | None = None
+    calib_steps: int = 32
+    bits: int = 8
+    verify_chunks: int = MIN_VERIFY_CHUNKS
+    placement: Placement = Placement("rodata")
+
+    @property
+    def ppq_target(self) -> str:
+        return CHIP_TO_PPQ_TARGET[self.chip]
+
+    @property
+    def time_axis(self) -> int:
+        """Time is dim 2 of the torch-layout input (NCW, or NCHW with H = time)."""
+        return 2
+
+    @property
+    def offline_frames(self) -> int:
+        return self.input_shape[2]
+
+    @property
+    def feature_dim(self) -> int:
+        """Values per frame in the exported (frame-major) layout."""
+        n = 1
+        for i, d in enumerate(self.input_shape):
+            if i not in (0, 2):
+                n *= d
+        return n
+
+    @property
+    def streaming_input_shape(self) -> tuple[int, ...]:
+        shape = list(self.input_shape)
+        shape[2] = self.chunk_frames
+        return tuple(shape)
+
+    def output_path(self, suffix: str) -> Path:
+        return self.out_dir / f"{self.name}{suffix}"
+
+
+def _fail(name: str, what: str) -> DeclarationError:
+    return DeclarationError(f"{name}: {what}")
+
+
+def validate_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or "") or name in _CPP_KEYWORDS or keyword.iskeyword(
+        name
+    ):
+        raise DeclarationError(
+            f"{name or '<empty>'}: --name '{name}' is not a usable C/C++ identifier "
+            "(it names the generated class and files): use letters, digits and '_', not starting with a digit, "
+            "and not a C++ keyword"
+        )
+    if name.startswith("__") or re.match(r"_[A-Z]", name):
+        raise DeclarationError(f"{name}: --name '{name}' is reserved in C++ (leading '__' or '_X'): rename it")
+    return name
+
+
+def parse_model_ref(name: str, text: str) -> ModelRef:
+    if text.lower().endswith(".onnx"):
+        path = Path(text)
+        factory = None
+    else:
+        path_text, sep, factory = text.rpartition(":")
+        if not sep or not path_text.endswith(".py") or not factory:
+            raise _fail(
+                name,
+                f"--model '{text}' must be FILE.py:FACTORY (a function returning a torch.nn.Module) "
+                "or FILE.onnx",
+            )
+        if not factory.isidentifier():
+            raise _fail(name, f"--model '{text}': factory '{factory}' is not a Python identifier")
+        path = Path(path_text)
+    if not path.is_file():
+        raise _fail(name, f"--model: file not found: {path.resolve()}: check the path (relative to {Path.cwd()})")
+    return ModelRef(path.resolve(), factory)
+
+
+def parse_shape(name: str, text: str) -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[,\s;x]+", text.strip()) if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise _fail(name, f"--input-shape '{text}' must be integers, e.g. 1,16,24 (batch, features, time)") from None
+    if len(shape) not in (3, 4):
+        raise _fail(
+            name,
+            f"--input-shape '{text}' has {len(shape)} dims: give the torch layout with batch 1 and time on dim 2, "
+            "NCW (1,C,T) or NCHW (1,C,T,F)",
+        )
+    if shape[0] != 1:
+        raise _fail(name, f"--input-shape '{text}': batch (dim 0) must be 1, got {shape[0]}")
+    if any(d <= 0 for d in shape):
+        raise _fail(name, f"--input-shape '{text}': every dim must be positive")
+    return shape
+
+
+def parse_calibration(name: str, text: str) -> CalibrationRef:
+    if text.endswith((".npy", ".npz")):
+        path, func = Path(text), None
+    else:
+        path_text, sep, func_text = text.rpartition(":")
+        if not sep or not path_text.endswith(".py") or not func_text.isidentifier():
+            raise _fail(name, f"--calibration '{text}' must be FILE.npy, FILE.npz or FILE.py:FUNC")
+        path, func = Path(path_text), func_text
+    if not path.is_file():
+        raise _fail(name, f"--calibration: file not found: {path.resolve()}")
+    return CalibrationRef(path.resolve(), func)
+
+
+def parse_placement(name: str, text: str) -> Placement:
+    if text.lower() == "rodata":
+        return Placement("rodata")
+    kind, sep, label = text.partition(":")
+    if kind.lower() == "partition" and sep and re.fullmatch(r"[A-Za-z0-9_.-]{1,16}", label):
+        return Placement("partition", label)
+    raise _fail(
+        name, f"--placement '{text}' must be 'rodata' or 'partition:LABEL' (LABEL: up to 16 of A-Z a-z 0-9 _ . -)"
+    )
+
+
+def check_out_dir(name: str, out_dir: Path) -> Path:
+    out_dir = out_dir.resolve()
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise _fail(name, f"--out-dir {out_dir}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _fail(name, f"--out-dir {out_dir}: {probe} is not writable: choose a writable directory")
+    return out_dir
+
+
+def make_declaration(
+    *,
+    name: str,
+    model: str,
+    input_shape: str,
+    chunk_frames: int,
+    target: str,
+    out_dir: str | os.PathLike[str],
+    calibration: str | None = None,
+    calib_steps: int = 32,
+    bits: int = 8,
+    verify_chunks: int = MIN_VERIFY_CHUNKS,
+    placement: str = "rodata",
+) -> Declaration:
+    """Validate every argument and return the declaration, or raise DeclarationError."""
+    validate_name(name)
+    chip = target.lower()
+    if chip not in CHIP_TO_PPQ_TARGET:
+        raise _fail(
+            name,
+            f"--target '{target}' is not an ESP-IDF chip ESP-DL supports: use one of "
+            f"{', '.join(sorted(CHIP_TO_PPQ_TARGET))}",
+        )
+    if bits not in (8, 16):
+        raise _fail(name, f"--bits {bits}: ESP-DL models are quantized to 8 or 16 bits")
+    shape = parse_shape(name, input_shape)
+    frames = shape[2]
+    if chunk_frames <= 0:
+        raise _fail(name, f"--chunk-frames {chunk_frames}: must be a positive number of frames per streaming step")
+    if chunk_frames > frames:
+        raise _fail(
+            name,
+            f"--chunk-frames {chunk_frames} is longer than the offline input ({frames} frames on dim 2 of "
+            f"--input-shape {','.join(map(str, shape))}): use at most {frames}, or a longer offline input",
+        )
+    if calib_steps <= 0:
+        raise _fail(name, f"--calib-steps {calib_steps}: must be positive")
+    if verify_chunks < MIN_VERIFY_CHUNKS:
+        raise _fail(name, f"--verify-chunks {verify_chunks}: at least {MIN_VERIFY_CHUNKS} chunks are verified")
+    model_ref = parse_model_ref(name, model)
+    calib = parse_calibration(name, calibration) if calibration else None
+    return Declaration(
+        name=name,
+        model=model_ref,
+        input_shape=shape,
+        chunk_frames=chunk_frames,
+        chip=chip,
+        out_dir=check_out_dir(name, Path(out_dir)),
+        calibration=calib,
+        calib_steps=calib_steps,
+        bits=bits,
+        verify_chunks=verify_chunks,
+        placement=parse_placement(name, placement),
+    )

@@ -1,0 +1,217 @@
+"""Load the user's model and calibration data (imports torch: called only from quantize)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import sysconfig
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .declaration import CalibrationRef, Declaration
+from .errors import CalibrationError, ModelLoadError
+
+#: Samples drawn when no calibration data is given (seeded, so builds are reproducible).
+RANDOM_CALIBRATION_SAMPLES = 32
+RANDOM_CALIBRATION_SEED = 20240501
+
+
+def _user_frame(exc: BaseException, path: Path) -> str:
+    """The innermost traceback line inside the user's file, for error messages."""
+    where = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).resolve() == path:
+            where = f" at {path.name}:{frame.lineno}"
+    return where
+
+
+def _system_dirs() -> list[Path]:
+    dirs = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        value = sysconfig.get_paths().get(key)
+        if value:
+            dirs.add(Path(value).resolve())
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        dirs.add((Path(prefix) / "lib").resolve())
+    dirs.add(Path(__file__).resolve().parent)
+    return sorted(dirs)
+
+
+def local_module_files(modules: dict[str, ModuleType]) -> list[Path]:
+    """Files of user (non-installed, non-stdlib) Python modules among `modules`."""
+    system = _system_dirs()
+    files: set[Path] = set()
+    for module in modules.values():
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py"):
+            continue
+        path = Path(file).resolve()
+        if any(path.is_relative_to(d) for d in system):
+            continue
+        files.add(path)
+    return sorted(files)
+
+
+@contextmanager
+def _on_sys_path(directory: Path) -> Iterator[None]:
+    sys.path.insert(0, str(directory))
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(str(directory))
+        except ValueError:
+            pass
+
+
+def _import_file(decl: Declaration, path: Path, what: str) -> ModuleType:
+    module_name = f"_espdl_streaming_user_{decl.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"{decl.name}: {what} {path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: report, do not crash
+        raise ModelLoadError(
+            f"{decl.name}: importing {what} {path} failed{_user_frame(exc, path)}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return module
+
+
+def load_torch_model(decl: Declaration) -> tuple[Any, list[Path]]:
+    """Import FILE.py, call FACTORY, and check the module runs on the declared input shape.
+
+    Returns the module in eval mode and the local Python files it depends on.
+    """
+    import torch
+
+    ref = decl.model
+    assert ref.factory is not None
+    before = dict(sys.modules)
+    with _on_sys_path(ref.path.parent):
+        module = _import_file(decl, ref.path, "model file")
+        factory = getattr(module, ref.factory, None)
+        if factory is None or not callable(factory):
+            available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+            raise ModelLoadError(
+                f"{decl.name}: {ref.path} has no function '{ref.factory}' (callables there: "
+                f"{', '.join(available) or 'none'}): name the factory that returns the torch.nn.Module"
+            )
+        try:
+            model = factory()
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{decl.name}: factory {ref} raised{_user_frame(exc, ref.path)}: {type(exc).__name__}: {exc}"
+            ) from exc
+    if not isinstance(model, torch.nn.Module):
+        raise ModelLoadError(
+            f"{decl.name}: factory {ref} returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    model = model.eval()
+    new_modules = {k: v for k, v in sys.modules.items() if k not in before}
+    new_modules[module.__name__] = module
+    deps = local_module_files(new_modules)
+    if ref.path not in deps:
+        deps.insert(0, ref.path)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(decl.input_shape))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{decl.name}: the model does not run on --input-shape {list(decl.input_shape)}"
+            f"{_user_frame(exc, ref.path)}: {type(exc).__name__}: {exc}: check --input-shape "
+            "(torch layout, batch 1, time on dim 2)"
+        ) from exc
+    return model, deps
+
+
+def _as_samples(decl: Declaration, array: np.ndarray, where: str) -> list[np.ndarray]:
+    shape = tuple(decl.input_shape)
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiu":
+        raise CalibrationError(f"{decl.name}: calibration {where} has dtype {array.dtype}: expected float data")
+    if array.shape == shape:
+        samples = [array]
+    elif array.shape[1:] == shape[1:] and array.ndim == len(shape):
+        samples = [array[i : i + 1] for i in range(array.shape[0])]
+    elif array.shape[1:] == shape:
+        samples = [array[i] for i in range(array.shape[0])]
+    else:
+        raise CalibrationError(
+            f"{decl.name}: calibration {where} has shape {list(array.shape)}; expected "
+            f"[N, {', '.join(map(str, shape[1:]))}] (N samples of --input-shape {list(shape)})"
+        )
+    if not samples:
+        raise CalibrationError(f"{decl.name}: calibration {where} holds no samples")
+    out = [np.ascontiguousarray(s, dtype=np.float32) for s in samples]
+    if not all(np.isfinite(s).all() for s in out):
+        raise CalibrationError(f"{decl.name}: calibration {where} contains NaN or infinite values")
+    return out
+
+
+def load_calibration(decl: Declaration) -> tuple[list[np.ndarray], list[Path], bool]:
+    """Return (samples, dependency files, is_random)."""
+    ref: CalibrationRef | None = decl.calibration
+    if ref is None:
+        rng = np.random.default_rng(RANDOM_CALIBRATION_SEED)
+        samples = [
+            rng.standard_normal(decl.input_shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)
+        ]
+        return samples, [], True
+    if ref.function is None:
+        try:
+            loaded = np.load(ref.path, allow_pickle=False)
+        except Exception as exc:
+            raise CalibrationError(f"{decl.name}: cannot read calibration file {ref.path}: {exc}") from exc
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                keys = sorted(loaded.files)
+                if not keys:
+                    raise CalibrationError(f"{decl.name}: calibration file {ref.path} holds no arrays")
+                samples = []
+                for key in keys:
+                    samples += _as_samples(decl, loaded[key], f"{ref.path}[{key}]")
+        else:
+            samples = _as_samples(decl, loaded, str(ref.path))
+        return samples, [ref.path], False
+    before = dict(sys.modules)
+    with _on_sys_path(ref.path.parent):
+        module = _import_file(decl, ref.path, "calibration file")
+        func = getattr(module, ref.function, None)
+        if func is None or not callable(func):
+            raise CalibrationError(f"{decl.name}: {ref.path} has no function '{ref.function}'")
+        try:
+            data = func()
+        except Exception as exc:
+            raise CalibrationError(
+                f"{decl.name}: calibration function {ref} raised{_user_frame(exc, ref.path)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    new_modules = {k: v for k, v in sys.modules.items() if k not in before}
+    deps = local_module_files(new_modules)
+    if hasattr(data, "detach"):
+        data = data.detach().cpu().numpy()
+    if isinstance(data, np.ndarray):
+        samples = _as_samples(decl, data, str(ref))
+    else:
+        try:
+            items = list(data)
+        except TypeError:
+            raise CalibrationError(
+                f"{decl.name}: calibration function {ref} returned {type(data).__name__}: return an array "
+                "or a list of arrays"
+            ) from None
+        samples = []
+        for i, item in enumerate(items):
+            if hasattr(item, "detach"):
+                item = item.detach().cpu().numpy()
+            samples += _as_samples(decl, np.asarray(item), f"{ref}[{i}]")
+    return samples, deps, False

@@ -1,0 +1,238 @@
+"""Quantize with esp-ppq: calibrate once, export the offline and the streaming model.
+
+This is the only module that imports torch and esp-ppq (about 2 s), and only when
+:func:`quantize` runs.  All esp-ppq work happens in a private temporary directory:
+esp-ppq simplifies an input ONNX file in place and writes side files next to its outputs.
+esp-ppq logs its conversion problems instead of raising them; every ``[ERROR]`` it logs
+while we run it becomes a :class:`QuantizeError` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .declaration import Declaration
+from .errors import DeclarationError, ModelLoadError, QuantizeError
+from .streaming_table import StreamingPlan, apply_plan, plan_streaming
+
+
+@dataclass
+class QuantizeResult:
+    offline_bytes: bytes
+    streaming_bytes: bytes
+    plan: StreamingPlan
+    deps: list[Path]
+    random_calibration: bool
+    calibration_samples: int
+    esp_ppq_version: str
+    log: str
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _LogCapture:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _capture_esp_ppq_log() -> Iterator[_LogCapture]:
+    """Record esp-ppq's NaiveLogger messages (and silence its stdout chatter)."""
+    from esp_ppq.log.logger import NaiveLogger
+
+    capture = _LogCapture()
+    saved = {name: getattr(NaiveLogger, name) for name in ("debug", "info", "warning", "error")}
+
+    def recorder(level: str) -> Any:
+        def record(self: Any, msg: str) -> None:
+            line = f"[{level.upper()}][{getattr(self, '_name', '?')}] {msg}"
+            capture.lines.append(line)
+            if level == "error":
+                capture.errors.append(line)
+            elif level == "warning":
+                capture.warnings.append(line)
+
+        return record
+
+    for name in saved:
+        setattr(NaiveLogger, name, recorder(name))
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            yield capture
+    finally:
+        for name, method in saved.items():
+            setattr(NaiveLogger, name, method)
+        capture.lines.extend(out.getvalue().splitlines())
+
+
+def _check_errors(decl: Declaration, capture: _LogCapture, phase: str, start: int) -> None:
+    new = capture.errors[start:]
+    if new:
+        listing = "\n  ".join(new)
+        raise QuantizeError(
+            f"{decl.name}: esp-ppq reported {len(new)} error(s) while {phase} (esp-ppq only logs these and "
+            f"exports a broken model anyway; espdl_streaming stops here):\n  {listing}"
+        )
+
+
+def _onnx_input_shape(decl: Declaration, path: Path) -> list[int]:
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"{decl.name}: cannot read ONNX file {path}: {exc}") from exc
+    init = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise ModelLoadError(
+            f"{decl.name}: ONNX file {path} has {len(inputs)} inputs; streaming models take exactly one"
+        )
+    dims = inputs[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+
+
+def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: str) -> dict[str, str]:
+    meta = {
+        "espdl_streaming.version": __version__,
+        "espdl_streaming.name": decl.name,
+        "espdl_streaming.chip": decl.chip,
+        "espdl_streaming.bits": str(decl.bits),
+        "espdl_streaming.esp_ppq": esp_ppq_version,
+        "espdl_streaming.offline_input_shape": ",".join(map(str, decl.input_shape)),
+    }
+    if plan is not None:
+        meta["espdl_streaming.chunk_frames"] = str(decl.chunk_frames)
+        meta["espdl_streaming.frame_axis"] = "1"
+        meta["espdl_streaming.receptive_field"] = str(plan.receptive_field)
+    return meta
+
+
+def quantize(decl: Declaration) -> QuantizeResult:
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    from importlib.metadata import version
+
+    import numpy as np
+    import torch
+
+    with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on import
+        import esp_ppq.lib as PFL
+        from esp_ppq.api import espdl_quantize_onnx, generate_test_value, get_target_platform
+        from esp_ppq.parser.espdl.espdl_streaming import insert_streaming_cache_op
+        from esp_ppq.parser.espdl.espdl_typedef import ExporterPatternInfo
+    esp_ppq_version = version("esp-ppq")
+
+    from .loading import load_calibration, load_torch_model
+
+    seconds["import"] = time.perf_counter() - t0
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+    with tempfile.TemporaryDirectory(prefix=f"espdl_streaming_{decl.name}_") as tmp_text:
+        tmp = Path(tmp_text)
+        onnx_path = tmp / "model.onnx"
+        t = time.perf_counter()
+        if decl.model.is_onnx:
+            shutil.copyfile(decl.model.path, onnx_path)
+            deps = [decl.model.path]
+            shape = _onnx_input_shape(decl, onnx_path)
+            if len(shape) != len(decl.input_shape) or any(
+                d not in (-1, 0, want) for d, want in zip(shape, decl.input_shape)
+            ):
+                raise DeclarationError(
+                    f"{decl.name}: --input-shape {list(decl.input_shape)} does not match the ONNX model's input "
+                    f"{shape} ({decl.model.path}): declare the ONNX input shape"
+                )
+        else:
+            model, deps = load_torch_model(decl)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    torch.onnx.export(
+                        model, (torch.zeros(decl.input_shape),), str(onnx_path), opset_version=18,
+                        do_constant_folding=True, dynamo=False,
+                    )
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"{decl.name}: torch.onnx.export failed for {decl.model}: {type(exc).__name__}: {exc}"
+                ) from exc
+        seconds["load"] = time.perf_counter() - t
+
+        samples, calib_deps, random_calibration = load_calibration(decl)
+        deps = sorted(set(deps) | set(calib_deps))
+        calib = [torch.from_numpy(s) for s in samples]
+        steps = min(decl.calib_steps, len(calib))
+        platform = get_target_platform(decl.ppq_target, decl.bits)
+        plan_box: dict[str, StreamingPlan] = {}
+        streaming_meta: dict[str, str] = {}
+
+        def streaming_pass(graph: Any) -> None:
+            info = ExporterPatternInfo()
+            plan = plan_streaming(
+                graph, model=decl.name, chunk_frames=decl.chunk_frames, input_time_axis=decl.time_axis,
+                get_perm=info.get_var_permute,
+            )
+            apply_plan(graph, plan, insert_streaming_cache_op, info.get_var_permute)
+            plan_box["plan"] = plan
+            # The exporter writes metadata after this pass: record the derived contract.
+            streaming_meta.update(_metadata(decl, plan, esp_ppq_version))
+
+        with _capture_esp_ppq_log() as capture:
+            t = time.perf_counter()
+            try:
+                graph = espdl_quantize_onnx(
+                    onnx_import_file=str(onnx_path), espdl_export_file=str(tmp / "offline.espdl"),
+                    calib_dataloader=calib, calib_steps=steps, input_shape=[list(decl.input_shape)],
+                    target=decl.ppq_target, num_of_bits=decl.bits, device="cpu", error_report=False,
+                    skip_export=True, verbose=0,
+                )
+            except (ValueError, TypeError, KeyError, RuntimeError, AssertionError) as exc:
+                raise QuantizeError(
+                    f"{decl.name}: esp-ppq could not quantize {decl.model}: {type(exc).__name__}: {exc}"
+                ) from exc
+            _check_errors(decl, capture, "calibrating", 0)
+            seconds["calibrate"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            mark = len(capture.errors)
+            values = generate_test_value(graph, "cpu", [calib[0]])
+            PFL.Exporter(platform=platform).export(
+                str(tmp / "offline.espdl"), graph, values_for_test=values, export_config=False,
+                metadata_props=_metadata(decl, None, esp_ppq_version),
+            )
+            _check_errors(decl, capture, "exporting the offline model", mark)
+            mark = len(capture.errors)
+            PFL.Exporter(platform=platform).export(
+                str(tmp / "streaming.espdl"), graph, export_config=False,
+                streaming_input_shape=list(decl.streaming_input_shape),
+                streaming_custom_passes=[streaming_pass],
+                metadata_props=streaming_meta,
+            )
+            _check_errors(decl, capture, "converting to streaming", mark)
+            seconds["export"] = time.perf_counter() - t
+
+        return QuantizeResult(
+            offline_bytes=(tmp / "offline.espdl").read_bytes(),
+            streaming_bytes=(tmp / "streaming.espdl").read_bytes(),
+            plan=plan_box["plan"],
+            deps=deps,
+            random_calibration=random_calibration,
+            calibration_samples=len(samples),
+            esp_ppq_version=str(esp_ppq_version),
+            log="\n".join(capture.lines),
+            warnings=capture.warnings,
+            seconds=seconds,
+        )
+

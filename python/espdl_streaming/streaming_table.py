@@ -1,0 +1,446 @@
+"""Derive the streaming conversion of a quantized graph: where caches go and how big.
+
+esp-ppq 1.3.12's AutoStreamingPattern only handles Conv/Pool, splices caches onto
+variables (so a residual Add reads the cached, longer tensor), ignores stride, and only
+*logs* what it cannot do.  This module replaces it: it walks the graph once, tracks for
+every variable whether it is a stream (``frames`` new frames per chunk along one axis),
+a fixed window of frames (after a "last N frames" Slice), or a constant, and
+
+* binds one StreamingCache to each consuming op that needs history (never to the
+  variable, so other consumers keep reading the uncached tensor),
+* sizes caches from kernel, dilation, stride and the op's own start padding,
+* derives the cache in front of a tail Slice that keeps the last N frames,
+* refuses, naming the node, anything that reads future frames or needs the whole
+  sequence.
+
+It runs as an esp-ppq ``streaming_custom_passes`` entry, after the exporter has switched the
+graph to ESP-DL's layout (axes in op attributes are in exported coordinates) and before
+StreamingCache insertion.  The graph objects are only duck-typed here; the esp-ppq
+function that inserts a cache is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import StreamingConversionError
+
+CONV_LIKE = {"Conv", "AveragePool", "MaxPool"}
+ELEMENTWISE = {
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean",
+    "Relu", "PRelu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Silu",
+    "Elu", "Selu", "Celu", "Gelu", "Mish", "Softplus", "Softsign", "Clip", "Abs", "Neg", "Exp", "Log",
+    "Sqrt", "Reciprocal", "Erf", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "Identity", "Cast",
+    "QuantizeLinear", "DequantizeLinear", "RequantizeLinear", "BatchNormalization",
+    "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor", "Where",
+}  # fmt: skip
+AXIS_REDUCING = {
+    "Softmax", "LogSoftmax", "LpNormalization", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum",
+    "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
+    "ArgMax", "ArgMin", "TopK", "Split", "LayerNormalization", "LayerNorm", "RMSNormalization",
+    "CumSum", "Hardmax",
+}  # fmt: skip
+WHOLE_SEQUENCE = {"GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "Attention"}
+RECURRENT = {"GRU", "LSTM", "RNN"}
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A StreamingCache in front of input 0 of `op`, fed by `var`."""
+
+    var: str
+    op: str
+    op_type: str
+    window: int  # ESP-DL window_size: window - 1 cached frames + the new frames
+    frame_axis: int  # exported axis
+    frames_in: int  # new frames per chunk at this point
+
+    def cache_frames(self) -> int:
+        return self.window - 1
+
+
+@dataclass
+class VarState:
+    kind: str  # "stream" | "window" | "const"
+    axis: int = -1  # exported time axis (stream/window)
+    frames: int = 0  # new frames per chunk (stream) or frames held (window)
+    stride: int = 1  # input frames per frame of this variable
+    receptive_field: int = 1  # input frames one frame of this variable depends on
+
+
+@dataclass
+class StreamingPlan:
+    entries: list[CacheEntry] = field(default_factory=list)
+    outputs: dict[str, VarState] = field(default_factory=dict)
+    pads_cleared: list[str] = field(default_factory=list)
+
+    @property
+    def receptive_field(self) -> int:
+        return max((s.receptive_field for s in self.outputs.values()), default=1)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [
+            {"variable": e.var, "op": e.op, "op_type": e.op_type, "window_size": e.window,
+             "frame_axis": e.frame_axis, "cached_frames": e.cache_frames()}
+            for e in self.entries
+        ]  # fmt: skip
+
+
+def _exported_shape(shape: Sequence[int], perm: Sequence[int] | None) -> list[int]:
+    if not perm:
+        return list(shape)
+    return [int(shape[p]) for p in perm]
+
+
+def _ints(value: Any) -> list[int]:
+    if value is None:
+        return []
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (int, float)):
+        return [int(value)]
+    return [int(v) for v in value]
+
+
+def _axes_from_attr_or_input(op: Any, rank: int, input_index: int) -> list[int] | None:
+    axes = op.attributes.get("axes", op.attributes.get("axis"))
+    if axes is None and len(op.inputs) > input_index and op.inputs[input_index].value is not None:
+        axes = op.inputs[input_index].value
+    if axes is None:
+        return None
+    return [(a + rank) % rank for a in _ints(axes)]
+
+
+class _Planner:
+    def __init__(self, model: str, chunk_frames: int, input_time_axis: int, get_perm: Callable[[str], Any]):
+        self.model = model
+        self.chunk = chunk_frames
+        self.input_time_axis = input_time_axis
+        self.get_perm = get_perm
+        self.state: dict[str, VarState] = {}
+        self.plan = StreamingPlan()
+
+    # -- helpers -----------------------------------------------------------------------
+    def refuse(self, op: Any, why: str, fix: str) -> StreamingConversionError:
+        return StreamingConversionError(
+            f"{self.model}: node '{op.name}' ({op.type}) {why}: {fix}"
+        )
+
+    def perm(self, var: Any) -> list[int]:
+        perm = self.get_perm(var.name)
+        return list(perm) if perm else list(range(len(var.shape or [])))
+
+    def exported_axis(self, var: Any, logical_axis: int) -> int:
+        return self.perm(var).index(logical_axis)
+
+    def logical_axis(self, var: Any, exported_axis: int) -> int:
+        return self.perm(var)[exported_axis]
+
+    def var_state(self, var: Any) -> VarState:
+        if var.name in self.state:
+            return self.state[var.name]
+        return VarState("const")
+
+    # -- the walk ---------------------------------------------------------------------
+    def run(self, graph: Any) -> StreamingPlan:
+        inputs = list(graph.inputs.values())
+        if len(inputs) != 1:
+            raise StreamingConversionError(
+                f"{self.model}: the model has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "
+                "streaming models take exactly one input stream"
+            )
+        var = inputs[0]
+        self.state[var.name] = VarState(
+            "stream", self.exported_axis(var, self.input_time_axis), self.chunk, 1, 1
+        )
+        for op in list(graph.topological_sort()):
+            self.visit(op)
+        for name in graph.outputs:
+            self.plan.outputs[name] = self.state.get(name, VarState("const"))
+        return self.plan
+
+    def visit(self, op: Any) -> None:
+        live = [(i, v, self.state[v.name]) for i, v in enumerate(op.inputs) if v.name in self.state]
+        live = [(i, v, s) for i, v, s in live if s.kind != "const"]
+        if not live:
+            for out in op.outputs:
+                self.state[out.name] = VarState("const")
+            return
+        streams = [(i, v, s) for i, v, s in live if s.kind == "stream"]
+        if not streams:
+            # Only fixed windows of frames reach this op: offline and streaming see the same data.
+            src = live[0][2]
+            for out in op.outputs:
+                self.state[out.name] = VarState("window", -1, src.frames, src.stride, src.receptive_field)
+            return
+        handler = getattr(self, f"op_{op.type}", None)
+        if handler is not None:
+            handler(op, streams)
+        elif op.type in CONV_LIKE:
+            self.conv_like(op, streams)
+        elif op.type in ELEMENTWISE:
+            self.elementwise(op, live)
+        elif op.type in AXIS_REDUCING:
+            self.axis_reducing(op, streams)
+        elif op.type in WHOLE_SEQUENCE:
+            raise self.refuse(
+                op, "combines every frame of the sequence, so no output can be computed from a chunk",
+                "keep it out of the streaming model (run it on the outputs you collect), or slice the last "
+                "frames first",
+            )
+        elif op.type in RECURRENT:
+            raise self.refuse(
+                op, "is recurrent: ESP-DL resets its hidden state on every run, so it cannot stream yet",
+                "use causal convolutions, or run the model offline on a window",
+            )
+        elif op.type == "ConvTranspose":
+            raise self.refuse(op, "upsamples over time, which is not supported for streaming yet",
+                              "use a causal Conv followed by a per-frame reshape, or run offline")
+        elif op.type == "Pad":
+            raise self.refuse(
+                op, "pads the time axis with an explicit Pad node",
+                "pad inside the convolution (padding=(k-1)*dilation on the left only, e.g. F.pad(x, (p, 0)) "
+                "directly before the Conv so the exporter folds it)",
+            )
+        else:
+            raise self.refuse(
+                op, f"has no streaming rule for op type {op.type} on the time-varying input "
+                f"'{streams[0][1].name}'", "move it after the point where the frames are sliced, or open an "
+                "issue with the model",
+            )
+
+    # -- op rules ------------------------------------------------------------------------
+    def _set_out(self, op: Any, src_var: Any, src: VarState, **changes: Any) -> None:
+        for out in op.outputs:
+            logical = self.logical_axis(src_var, src.axis)
+            rank_in, rank_out = len(src_var.shape or []), len(out.shape or [])
+            logical += rank_out - rank_in  # broadcasting aligns from the right
+            try:
+                axis = self.exported_axis(out, logical) if 0 <= logical < rank_out else src.axis
+            except ValueError:
+                axis = src.axis
+            state = VarState(src.kind, axis, src.frames, src.stride, src.receptive_field)
+            for k, v in changes.items():
+                setattr(state, k, v)
+            self.state[out.name] = state
+
+    def elementwise(self, op: Any, live: list[tuple[int, Any, VarState]]) -> None:
+        kinds = {s.kind for _, _, s in live}
+        frames = {s.frames for _, _, s in live if s.kind == "stream"}
+        if "window" in kinds or len(frames) > 1:
+            detail = ", ".join(f"'{v.name}' ({s.kind}, {s.frames} frames)" for _, v, s in live)
+            raise self.refuse(
+                op, f"combines inputs that advance at different rates per chunk: {detail}",
+                "make both branches keep the same number of frames (same total stride, no slicing on one "
+                "branch only)",
+            )
+        _, var, src = max(live, key=lambda t: t[2].receptive_field)
+        self._set_out(op, var, src)
+
+    def conv_like(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        index, var, src = streams[0]
+        if index != 0 or len(streams) > 1:
+            raise self.refuse(op, "takes its weights from a time-varying tensor", "use constant weights")
+        if src.axis != 1:
+            raise self.refuse(
+                op, f"runs over a tensor whose time axis is exported axis {src.axis}, not the frame axis 1 "
+                "ESP-DL convolves over", "keep time on dim 2 of the torch layout (NCW / NCHW with H = time)",
+            )
+        kernel = _ints(op.attributes.get("kernel_shape"))
+        if not kernel and len(op.inputs) > 1 and op.inputs[1].shape:
+            kernel = [int(d) for d in op.inputs[1].shape[2:]]
+        if not kernel:
+            raise self.refuse(op, "has no kernel_shape", "export the model with a static kernel size")
+        spatial = len(kernel)
+        dil = _ints(op.attributes.get("dilations")) or [1] * spatial
+        strides = _ints(op.attributes.get("strides")) or [1] * spatial
+        pads = _ints(op.attributes.get("pads")) or [0] * (2 * spatial)
+        auto_pad = op.attributes.get("auto_pad", "NOTSET")
+        if isinstance(auto_pad, bytes):
+            auto_pad = auto_pad.decode()
+        k, d, s = kernel[0], dil[0], strides[0]
+        span = d * (k - 1) + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER") and span > 1:
+            future = (span - 1) // 2 if auto_pad == "SAME_LOWER" else span // 2
+            raise self.refuse(
+                op, f"uses auto_pad={auto_pad}: it reads {future} future frame(s)",
+                "use causal padding: (kernel-1)*dilation frames on the left of the time axis only",
+            )
+        begin, end = pads[0], pads[spatial]
+        if end > 0:
+            raise self.refuse(
+                op, f"pads {end} frame(s) at the end of the time axis: it reads {end} future frame(s) "
+                "(look-ahead)", f"pad only the start, e.g. F.pad(x, ({begin + end}, 0)) before a Conv with "
+                "padding=0 (causal), or delay the signal by that many frames and accept the latency",
+            )
+        if s > 1 and src.frames % s:
+            ok = [n * s for n in range(1, 5)]
+            raise self.refuse(
+                op, f"has stride {s} over time but receives {src.frames} new frames per chunk",
+                f"choose --chunk-frames so that every strided layer gets a multiple of its stride "
+                f"(here CHUNK_FRAMES * {src.frames // self.chunk if src.frames >= self.chunk else 1} must "
+                f"be a multiple of {s}; e.g. chunk frames such that this layer gets {ok})",
+            )
+        # Cached frames c: windows stay aligned with the offline model when c = begin (mod s) and
+        # the chunk yields exactly frames/s outputs: c in [span - s, span - 1].
+        low = span - s
+        cached = low + ((begin - low) % s) if s > 1 else span - 1
+        cached = max(cached, 0)
+        window = cached + 1
+        if window > 1:
+            self.plan.entries.append(
+                CacheEntry(var.name, op.name, op.type, window, src.axis, src.frames)
+            )
+        if any(pads[i] for i in (0, spatial)):
+            new_pads = list(pads)
+            new_pads[0] = 0
+            new_pads[spatial] = 0
+            op.attributes["pads"] = new_pads
+            self.plan.pads_cleared.append(op.name)
+        self._set_out(
+            op, var, src, frames=src.frames // s, stride=src.stride * s,
+            receptive_field=src.receptive_field + (span - 1) * src.stride,
+        )
+
+    def axis_reducing(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        _, var, src = streams[0]
+        rank = len(var.shape or [])
+        axes = _axes_from_attr_or_input(op, rank, 1)
+        if op.type in ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization") and axes is None:
+            axes = [rank - 1]
+        if op.type in ("LayerNormalization", "LayerNorm", "RMSNormalization"):
+            start = _ints(op.attributes.get("axis", -1))[0]
+            start = (start + rank) % rank
+            axes = list(range(start, rank))
+        if axes is None or src.axis in axes:
+            raise self.refuse(
+                op, f"works along the time axis (exported axis {src.axis}): each output depends on every frame "
+                "of the sequence, so a chunk cannot reproduce the offline result",
+                "apply it per frame (over channels), or keep it out of the streaming model",
+            )
+        self._set_out(op, var, src)
+
+    def op_Concat(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        _, var, src = streams[0]
+        rank = len(var.shape or [])
+        axis = (int(op.attributes.get("axis", 0)) + rank) % rank
+        if axis == src.axis:
+            raise self.refuse(op, "concatenates along the time axis", "concatenate along channels")
+        live = [(i, v, self.state[v.name]) for i, v in enumerate(op.inputs) if v.name in self.state]
+        self.elementwise(op, [t for t in live if t[2].kind != "const"])
+
+    def op_Transpose(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        _, var, src = streams[0]
+        perm = _ints(op.attributes.get("perm")) or list(reversed(range(len(var.shape or []))))
+        for out in op.outputs:
+            self.state[out.name] = VarState("stream", perm.index(src.axis), src.frames, src.stride,
+                                            src.receptive_field)
+
+    def op_Slice(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        index, var, src = streams[0]
+        if index != 0:
+            raise self.refuse(op, "takes its bounds from a time-varying tensor", "use constant bounds")
+        rank = len(var.shape or [])
+        consts = [op.inputs[i].value if len(op.inputs) > i else None for i in range(5)]
+        if any(c is None for c in consts[1:3]):
+            raise self.refuse(op, "has non-constant starts/ends", "slice with constant bounds")
+        starts, ends = _ints(consts[1]), _ints(consts[2])
+        axes = _ints(consts[3]) if consts[3] is not None else list(range(len(starts)))
+        steps = _ints(consts[4]) if consts[4] is not None else [1] * len(starts)
+        axes = [(a + rank) % rank for a in axes]
+        if src.axis not in axes:
+            self._set_out(op, var, src)
+            return
+        i = axes.index(src.axis)
+        offline_frames = _exported_shape(var.shape, self.perm(var))[src.axis]
+        start, end, step = starts[i], ends[i], steps[i]
+        if step != 1 or start >= 0 or end < offline_frames:
+            raise self.refuse(
+                op, f"keeps frames [{start}:{end}:{step}] of the time axis, which depends on where the sequence "
+                "starts", "keep only the last N frames (x[..., -N:]) at the end of the model, or slice channels "
+                "instead",
+            )
+        keep = min(-start, offline_frames)
+        window = max(1, keep - src.frames + 1)
+        if window > 1:
+            self.plan.entries.append(CacheEntry(var.name, op.name, op.type, window, src.axis, src.frames))
+        for out in op.outputs:
+            self.state[out.name] = VarState(
+                "window", src.axis, keep, src.stride, src.receptive_field + (keep - 1) * src.stride
+            )
+
+    def _reshape_like(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        _, var, src = streams[0]
+        in_shape = _exported_shape(var.shape, self.perm(var))
+        out = op.outputs[0]
+        out_shape = _exported_shape(out.shape, self.perm(out))
+        before = 1
+        for d in in_shape[: src.axis]:
+            before *= d
+        acc = 1
+        for j, d in enumerate(out_shape):
+            if acc == before and d == in_shape[src.axis]:
+                after_in = 1
+                for x in in_shape[src.axis + 1 :]:
+                    after_in *= x
+                after_out = 1
+                for x in out_shape[j + 1 :]:
+                    after_out *= x
+                if after_in == after_out and op.type != "Reshape":
+                    for o in op.outputs:
+                        self.state[o.name] = VarState("stream", j, src.frames, src.stride, src.receptive_field)
+                    return
+                break
+            acc *= d
+        raise self.refuse(
+            op, f"reshapes the time axis together with other axes ({in_shape} -> {out_shape}), so its result "
+            "depends on the sequence length",
+            "slice the frames the head needs first (x[:, :, -N:]), then flatten/reshape",
+        )
+
+    op_Flatten = _reshape_like
+    op_Reshape = _reshape_like
+    op_Squeeze = _reshape_like
+    op_Unsqueeze = _reshape_like
+
+    def op_MatMul(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        index, var, src = streams[0]
+        rank = len(var.shape or [])
+        if len(streams) > 1 or (index == 0 and src.axis == rank - 1) or (index == 1 and src.axis == rank - 2):
+            raise self.refuse(op, "contracts over the time axis", "apply it per frame (over channels)")
+        self._set_out(op, var, src)
+
+    def op_Gemm(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        index, var, src = streams[0]
+        trans = int(op.attributes.get("transA" if index == 0 else "transB", 0))
+        row_axis = 1 if trans else 0
+        if index != 0 or src.axis != row_axis:
+            raise self.refuse(op, "contracts over the time axis", "apply it per frame, or slice and flatten first")
+        self._set_out(op, var, src)
+
+
+def plan_streaming(
+    graph: Any, *, model: str, chunk_frames: int, input_time_axis: int, get_perm: Callable[[str], Any]
+) -> StreamingPlan:
+    """Compute (and apply pad changes of) the streaming conversion of an esp-ppq graph."""
+    return _Planner(model, chunk_frames, input_time_axis, get_perm).run(graph)
+
+
+def apply_plan(graph: Any, plan: StreamingPlan, insert: Callable[[Any, str, dict[str, Any]], Any],
+               get_perm: Callable[[str], Any]) -> None:
+    """Insert one StreamingCache per entry, bound to its consuming op."""
+    for entry in plan.entries:
+        created = insert(
+            graph, entry.var, {"window_size": entry.window, "op_name": entry.op, "frame_axis": entry.frame_axis}
+        )
+        if created is None:
+            continue
+        # esp-ppq sizes the cache output from the offline shape (and the wrong axis for 2-D);
+        # record the real streaming shape.
+        out = created.outputs[0]
+        perm = get_perm(out.name) or list(range(len(out.shape)))
+        shape = list(out.shape)
+        shape[perm[entry.frame_axis]] = entry.window - 1 + entry.frames_in
+        out.shape = shape

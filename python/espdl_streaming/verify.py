@@ -1,0 +1,225 @@
+"""Prove the streaming model computes what the offline model computes, bit for bit.
+
+Both exported files are read back and run in the host integer simulator with the
+chip's rounding.  A seeded random stream is fed chunk by chunk to the streaming model
+(fresh caches); after chunk k its outputs must equal the offline model's outputs on the
+causal prefix [0, (k+1) * chunk) -- the whole output, or its last frames when the output
+has a time axis.  Chunks for which the offline model is not defined yet (the prefix is
+shorter than the frames the model's head needs) are counted as warm-up, never compared
+loosely.  The simulator must first reproduce esp-ppq's own test outputs embedded in the
+offline file; otherwise it cannot judge anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .declaration import Declaration
+from .errors import VerificationError
+from .espdl import EspdlModel, Simulator, ValueInfo, quantize, read_espdl, rounding_for_target
+
+STREAM_SEED = 1234
+GOLDEN_CHUNKS = 4
+MAX_WARMUP_CHUNKS = 64
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str
+    exponent: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": self.shape, "dtype": self.dtype, "exponent": self.exponent}
+
+
+@dataclass
+class VerifyResult:
+    verified: bool
+    chunks_checked: int
+    warmup_chunks: int
+    max_abs_diff: int
+    offline_test_outputs_checked: int
+    input: TensorSpec
+    outputs: list[TensorSpec]
+    cache_bytes: int
+    macs_per_chunk: int
+    offline_macs: int
+    golden_frames: np.ndarray
+    golden_outputs: list[np.ndarray]  # per output (sorted by name): [chunks, elements]
+    golden_chunks: int
+    rounding: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _spec(v: ValueInfo) -> TensorSpec:
+    if v.exponent is None:
+        raise VerificationError(f"tensor '{v.name}' has no exponent: it is not quantized")
+    return TensorSpec(v.name, [int(d) for d in v.shape], v.dtype, int(v.exponent))
+
+
+def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simulator) -> int:
+    if not model.test_inputs or not model.test_outputs:
+        raise VerificationError(
+            f"{decl.name}: the offline export carries no test values, so the simulator cannot be checked"
+        )
+    got = sim.run(model.test_inputs)
+    for name, want in sorted(model.test_outputs.items()):
+        have = got.get(name)
+        if have is None or have.shape != want.shape or not np.array_equal(have, want):
+            diff = "missing" if have is None else (
+                f"shape {list(have.shape)} vs {list(want.shape)}" if have.shape != want.shape
+                else f"{int(np.count_nonzero(have != want))} of {want.size} values differ, max |diff| "
+                f"{int(np.max(np.abs(have.astype(np.int64) - want.astype(np.int64))))}"
+            )
+            raise VerificationError(
+                f"{decl.name}: the host simulator does not reproduce esp-ppq's own test output '{name}' of "
+                f"the offline model ({diff}); the model uses something the simulator does not model exactly, so "
+                "the streaming model cannot be verified"
+            )
+    return len(model.test_outputs)
+
+
+def _comparable(stream_out: np.ndarray, offline_out: np.ndarray) -> np.ndarray | None:
+    """The part of the offline output that corresponds to one streaming chunk, or None."""
+    if stream_out.shape == offline_out.shape:
+        return offline_out
+    if stream_out.ndim != offline_out.ndim or stream_out.ndim < 2:
+        return None
+    same = all(a == b for i, (a, b) in enumerate(zip(stream_out.shape, offline_out.shape)) if i != 1)
+    if same and offline_out.shape[1] >= stream_out.shape[1]:
+        return offline_out[:, offline_out.shape[1] - stream_out.shape[1] :]
+    return None
+
+
+def _random_stream(spec: TensorSpec, frames: int, feature_shape: list[int]) -> np.ndarray:
+    rng = np.random.default_rng(STREAM_SEED)
+    span = (32.0 if spec.dtype == "int8" else 8192.0) * 2.0**spec.exponent
+    data = rng.standard_normal([frames, *feature_shape]) * span
+    return data.astype(np.float32)
+
+
+def _first_bad_node(decl: Declaration, st_model: EspdlModel, st_trace: dict[str, np.ndarray],
+                    off_trace: dict[str, np.ndarray]) -> str:
+    for node in st_model.nodes:
+        for var in node.outputs:
+            if var not in st_trace or var not in off_trace:
+                continue
+            ref = _comparable(st_trace[var], off_trace[var])
+            if ref is not None and not np.array_equal(ref, st_trace[var]):
+                return f"node '{node.name}' ({node.op_type}) output '{var}'"
+    return "no single node (the difference builds up across nodes)"
+
+
+def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> VerifyResult:
+    rounding = rounding_for_target(decl.chip)
+    off_model = read_espdl(offline_bytes, source=f"{decl.name}.offline.espdl")
+    st_model = read_espdl(streaming_bytes, source=f"{decl.name}.espdl")
+    off_sim = Simulator(off_model, rounding)
+    st_sim = Simulator(st_model, rounding)
+    checked_test_outputs = _check_offline_test_values(decl, off_model, off_sim)
+
+    if len(st_model.inputs) != 1:
+        raise VerificationError(f"{decl.name}: the streaming model has {len(st_model.inputs)} inputs, expected 1")
+    in_spec = _spec(st_model.inputs[0])
+    off_in = off_model.inputs[0]
+    if in_spec.shape[1] != decl.chunk_frames:
+        raise VerificationError(
+            f"{decl.name}: the streaming input '{in_spec.name}' has shape {in_spec.shape}; expected "
+            f"{decl.chunk_frames} frames on axis 1"
+        )
+    if off_in.exponent != in_spec.exponent:
+        raise VerificationError(f"{decl.name}: offline and streaming inputs have different exponents")
+    out_specs = sorted((_spec(v) for v in st_model.outputs), key=lambda s: s.name)
+    feature_shape = in_spec.shape[2:]
+    chunk = decl.chunk_frames
+
+    total_chunks = decl.verify_chunks + MAX_WARMUP_CHUNKS
+    stream = _random_stream(in_spec, total_chunks * chunk, feature_shape)
+    q_stream = quantize(stream, in_spec.exponent, in_spec.dtype, rounding)[None]  # [1, frames, ...]
+
+    st_sim.reset()
+    checked = warmup = 0
+    golden: list[list[np.ndarray]] = [[] for _ in out_specs]
+    k = 0
+    while checked < decl.verify_chunks:
+        if k >= total_chunks:
+            raise VerificationError(
+                f"{decl.name}: after {warmup} warm-up chunks the offline model still cannot be compared with the "
+                "streaming model (their output shapes never line up)"
+            )
+        q_chunk = q_stream[:, k * chunk : (k + 1) * chunk]
+        st_out = st_sim.run({in_spec.name: q_chunk})
+        if k < GOLDEN_CHUNKS:
+            for i, spec in enumerate(out_specs):
+                golden[i].append(np.asarray(st_out[spec.name]).reshape(-1))
+        prefix = q_stream[:, : (k + 1) * chunk]
+        prefix_len = (k + 1) * chunk
+        try:
+            off_out = off_sim.run({off_in.name: prefix})
+        except Exception:
+            if prefix_len >= decl.offline_frames:
+                raise
+            off_out = None
+        refs = None
+        if off_out is not None:
+            refs = [_comparable(np.asarray(st_out[s.name]), np.asarray(off_out[s.name])) for s in out_specs]
+        if refs is None or any(r is None for r in refs):
+            if prefix_len >= decl.offline_frames or checked:
+                raise VerificationError(
+                    f"{decl.name}: chunk {k}: the streaming outputs "
+                    f"{[list(np.asarray(st_out[s.name]).shape) for s in out_specs]} cannot be lined up with the "
+                    f"offline outputs on {prefix_len} frames"
+                )
+            warmup += 1
+            k += 1
+            continue
+        for spec, ref in zip(out_specs, refs):
+            have = np.asarray(st_out[spec.name])
+            assert ref is not None
+            if not np.array_equal(have, ref):
+                diff = np.abs(have.astype(np.int64) - ref.astype(np.int64))
+                where = _locate(decl, st_model, off_sim, st_model_sim=(st_model, rounding), q_stream=q_stream,
+                                k=k, off_name=off_in.name, in_name=in_spec.name)
+                raise VerificationError(
+                    f"{decl.name}: streaming chunk {k} differs from the offline model on frames "
+                    f"[0, {prefix_len}): output '{spec.name}' has {int(np.count_nonzero(diff))} differing values "
+                    f"(max |diff| {int(diff.max())}); first differing: {where}"
+                )
+        checked += 1
+        k += 1
+    golden_chunks = min(GOLDEN_CHUNKS, k)
+    return VerifyResult(
+        verified=True,
+        chunks_checked=checked,
+        warmup_chunks=warmup,
+        max_abs_diff=0,  # any difference stops the build above
+        offline_test_outputs_checked=checked_test_outputs,
+        input=in_spec,
+        outputs=out_specs,
+        cache_bytes=int(st_sim.cache_bytes),
+        macs_per_chunk=int(st_sim.macs()),
+        offline_macs=int(off_sim.macs()),
+        golden_frames=stream[: golden_chunks * chunk].reshape(golden_chunks * chunk, -1),
+        golden_outputs=[np.stack(g[:golden_chunks]) for g in golden],
+        golden_chunks=golden_chunks,
+        rounding=rounding,
+    )
+
+
+def _locate(decl: Declaration, st_model: EspdlModel, off_sim: Simulator, *, st_model_sim: tuple[EspdlModel, str],
+            q_stream: np.ndarray, k: int, off_name: str, in_name: str) -> str:
+    """Re-run to chunk k with tracing and name the first node whose output differs."""
+    model, rounding = st_model_sim
+    sim = Simulator(model, rounding)  # type: ignore[arg-type]
+    sim.reset()
+    chunk = decl.chunk_frames
+    trace: dict[str, np.ndarray] = {}
+    for j in range(k + 1):
+        trace = sim.run({in_name: q_stream[:, j * chunk : (j + 1) * chunk]}, trace=True)
+    off_trace = off_sim.run({off_name: q_stream[:, : (k + 1) * chunk]}, trace=True)
+    return _first_bad_node(decl, st_model, trace, off_trace)

@@ -1,0 +1,431 @@
+"""Codegen: rendering rules, and the generated class compiled with the host g++ against the runtime.
+
+The compiled tests use a deterministic fake "model" (outputs are a function of the quantized
+chunk and of a state carried across chunks). A C++ test double checks every quantized input
+chunk it receives against Python's quantization and returns the true outputs, so the glue,
+the runner and the C++ quantizer are checked against this file's float64 reference.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from espdl_streaming.codegen import c_identifier, c_string, float_literal, output_identifiers, render_glue
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME_SOURCES = ["quantize.cpp", "stream_runner.cpp", "self_test.cpp", "no_backend.cpp"]
+CXXFLAGS = [
+    "-std=gnu++17",
+    "-g",
+    "-O1",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-exceptions",
+    "-fno-rtti",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+]
+DTYPE_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+CHUNK, FEATURES, CHUNKS = 3, 5, 9
+OUTPUTS: list[dict[str, Any]] = [  # sorted by name, as ESP-DL orders them
+    {"name": "logits", "shape": [1, 4], "dtype": "int8", "exponent": -3},
+    {"name": "state/h:0", "shape": [1, 2, 3], "dtype": "int16", "exponent": -7},
+]
+
+
+def reference_quantize(x: np.ndarray, exponent: int, rounding: str, dtype: str) -> np.ndarray:
+    """The simulator's rule: float64 math on float32 inputs, NaN -> 0, saturate."""
+    v = np.asarray(x, dtype=np.float32).astype(np.float64) * 2.0 ** (-exponent)
+    q = np.rint(v) if rounding == "half_even" else np.floor(v + 0.5)
+    q = np.where(np.isnan(q), 0.0, q)
+    lo, hi = DTYPE_RANGE[dtype]
+    return np.clip(q, lo, hi).astype(np.int64)
+
+
+def fake_model(chunks_q: np.ndarray) -> list[np.ndarray]:
+    """Outputs per chunk: a fixed integer map of the quantized chunk plus a running state."""
+    rng = np.random.default_rng(5)
+    weights = [rng.integers(-2, 3, size=(CHUNK * FEATURES, int(np.prod(o["shape"])))) for o in OUTPUTS]
+    results: list[list[np.ndarray]] = [[] for _ in OUTPUTS]
+    state = 0
+    for q in chunks_q:
+        for o, out in enumerate(OUTPUTS):
+            lo, hi = DTYPE_RANGE[out["dtype"]]
+            scale = 1 if out["dtype"] == "int8" else 37
+            results[o].append(np.clip((q @ weights[o]) * scale + state, lo, hi))
+        state += int(q[0]) - int(q[-1])
+    return [np.array(r, dtype=np.int64) for r in results]
+
+
+def golden_frames() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    frames = rng.normal(0.0, 1.5, size=(CHUNKS * CHUNK + 2, FEATURES)).astype(np.float32)
+    flat = frames.reshape(-1)
+    # exact halfway points at the input exponent (-5), and values that saturate
+    flat[::4] = (rng.integers(-300, 300, size=flat[::4].size) + 0.5) / 32.0
+    flat[1::9] = rng.choice([-9.0, 7.0, 3.98, -4.01], size=flat[1::9].size)
+    return frames
+
+
+def make_glue(rounding: str = "half_even", placement: dict[str, str] | None = None) -> dict[str, Any]:
+    frames = golden_frames()
+    q = reference_quantize(frames[: CHUNKS * CHUNK], -5, rounding, "int8").reshape(CHUNKS, CHUNK * FEATURES)
+    return {
+        "name": "kws",
+        "target": "esp32p4" if rounding == "half_even" else "esp32s3",
+        "command_line": "python -m espdl_streaming build --name kws --model model.py:make",
+        "chunk_frames": CHUNK,
+        "feature_dim": FEATURES,
+        "rounding": rounding,
+        "input": {"name": "input.1", "shape": [1, CHUNK, FEATURES], "dtype": "int8", "exponent": -5},
+        "outputs": [dict(o) for o in OUTPUTS],
+        "placement": placement or {"kind": "rodata", "symbol": "espdl_streaming_kws_espdl"},
+        "golden": {"frames": frames, "chunks": CHUNKS, "outputs": fake_model(q)},
+        "espdl_bytes": 4096,
+        "cache_bytes": 80,
+        "macs_per_chunk": 1234,
+    }
+
+
+# ---------------------------------------------------------------- rendering, no compiler
+
+
+def test_render_is_deterministic_and_records_command_line() -> None:
+    hpp, cpp = render_glue(make_glue())
+    assert (hpp, cpp) == render_glue(make_glue())
+    for text in (hpp, cpp):
+        assert "Do not edit" in text
+        assert "// python -m espdl_streaming build --name kws --model model.py:make\n" in text
+    assert "class kws {" in hpp
+    assert "namespace espdl_streaming::models {" in hpp
+    assert re.findall(r'#include "([^"]+)"', hpp) == [
+        "espdl_streaming/model_interface.hpp",
+        "espdl_streaming/port.hpp",
+        "espdl_streaming/self_test.hpp",
+        "espdl_streaming/stream_runner.hpp",
+        "espdl_streaming/types.hpp",
+    ]
+    assert "logits = 0," in hpp and "state_h_0 = 1," in hpp
+    assert "static constexpr uint32_t state_h_0_elements = 6;" in hpp
+    assert 'extern "C" const uint8_t espdl_streaming_kws_espdl[];' in cpp
+    assert "rounding::half_even" in cpp
+
+
+def test_partition_placement() -> None:
+    _, cpp = render_glue(make_glue(placement={"kind": "partition", "label": "model"}))
+    assert '{placement::partition, nullptr, "model"}' in cpp
+    assert "extern" not in cpp
+
+
+def test_identifiers() -> None:
+    assert c_identifier("/model/Gemm_output_0") == "model_Gemm_output_0"
+    assert c_identifier("0") == "output_0"
+    assert c_identifier("a__b") == "a_b"
+    assert c_identifier("///") == "output"
+    idents = output_identifiers(["a.b", "a/b", "a_b", "init", "class", "x", "x_elements"], "kws")
+    assert len(set(idents)) == len(idents)
+    assert idents[:3] == ["a_b", "a_b_2", "a_b_3"]
+    assert idents[3] == "out_init" and idents[4] == "out_class"
+    derived = {f"{i}{s}" for i in idents for s in ("", "_elements", "_exponent", "_dtype")}
+    assert len(derived) == 4 * len(idents)
+    assert output_identifiers(["kws"], "kws") == ["out_kws"]
+
+
+def test_literals() -> None:
+    rng = np.random.default_rng(3)
+    bit_patterns = rng.integers(0, 2**32, 2000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    values = np.concatenate([rng.standard_normal(2000).astype(np.float32), bit_patterns])
+    for v in values[np.isfinite(values)]:
+        text = float_literal(v)
+        assert text.endswith("f") and re.search(r"[.e]", text)
+        assert np.float32(text[:-1]) == v and np.signbit(np.float32(text[:-1])) == np.signbit(v)
+    assert float_literal(-0.0) == "-0.0f"
+    assert float_literal(3.0) == "3.0f"
+    with pytest.raises(ValueError):
+        float_literal(float("nan"))
+    assert c_string('a"b\\c?\n') == '"a\\"b\\\\c\\?\\012"'
+
+
+def test_command_line_cannot_escape_the_comment() -> None:
+    glue = make_glue()
+    glue["command_line"] = "build --x 'a\nb' c\\"
+    hpp, _ = render_glue(glue)
+    assert "// build --x 'a b' c\\ #\n" in hpp
+
+
+@pytest.mark.parametrize("change", ["unsorted", "elements", "golden_shape", "golden_range", "name", "dtype"])
+def test_inconsistent_glue_is_rejected(change: str) -> None:
+    glue = make_glue()
+    if change == "unsorted":
+        glue["outputs"].reverse()
+        glue["golden"]["outputs"].reverse()
+    elif change == "elements":
+        glue["input"]["shape"] = [1, CHUNK, FEATURES + 1]
+    elif change == "golden_shape":
+        glue["golden"]["outputs"][0] = glue["golden"]["outputs"][0][:-1]
+    elif change == "golden_range":
+        glue["golden"]["outputs"][0][0, 0] = 128
+    elif change == "name":
+        glue["name"] = "push"
+    elif change == "dtype":
+        glue["outputs"][0]["dtype"] = "float32"
+    with pytest.raises(ValueError):
+        render_glue(glue)
+
+
+# ---------------------------------------------------------------- compiled with g++
+
+TEST_MAIN = r"""
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "kws.hpp"
+#include "test_data.h"
+
+using namespace espdl_streaming;
+using model_t = espdl_streaming::models::kws;
+
+namespace {
+
+/* Stands in for the engine: checks each quantized chunk, returns the true outputs of that chunk. */
+class golden_double final : public model_interface {
+public:
+    uint32_t input_count() const override { return 1; }
+    uint32_t output_count() const override { return model_t::output_count; }
+    esp_err_t input(uint32_t, tensor_ref *out) override
+    {
+        describe(model_t::spec().input, m_input, out);
+        return ESP_OK;
+    }
+    esp_err_t output(uint32_t i, tensor_ref *out) override
+    {
+        if (i >= model_t::output_count) {
+            return ESP_ERR_INVALID_ARG;
+        }
+        describe(model_t::spec().outputs[i], m_outputs[i], out);
+        return ESP_OK;
+    }
+    esp_err_t run() override
+    {
+        if (m_chunk >= td_chunks) {
+            return ESP_FAIL;
+        }
+        input_mismatches += std::memcmp(m_input, td_input_chunks[m_chunk], sizeof(m_input)) != 0;
+        std::memcpy(m_outputs[0], td_logits[m_chunk], sizeof(td_logits[0]));
+        std::memcpy(m_outputs[1], td_state[m_chunk], sizeof(td_state[0]));
+        std::memset(m_input, 0x55, sizeof(m_input));
+        ++m_chunk;
+        return ESP_OK;
+    }
+    esp_err_t reset() override
+    {
+        m_chunk = 0;
+        return ESP_OK;
+    }
+    int input_mismatches = 0;
+
+private:
+    static void describe(const tensor_spec &s, void *data, tensor_ref *out)
+    {
+        *out = tensor_ref{data, s.type, s.exponent, s.elements, s.ndim,
+                          {s.shape[0], s.shape[1], s.shape[2], s.shape[3]}};
+    }
+    alignas(16) int8_t m_input[model_t::input_elements] = {};
+    alignas(16) int16_t m_outputs[2][64] = {};
+    uint32_t m_chunk = 0;
+};
+
+struct stream_check {
+    uint32_t chunks = 0;
+    int output_mismatches = 0;
+    int dequantize_mismatches = 0;
+};
+
+esp_err_t on_chunk(const chunk_result &r, void *user)
+{
+    stream_check &c = *static_cast<stream_check *>(user);
+    ++c.chunks;
+    if (r.output_count != model_t::output_count || r.chunk_index >= td_chunks) {
+        ++c.output_mismatches;
+        return ESP_FAIL;
+    }
+    const int8_t *logits = static_cast<const int8_t *>(r.raw[model_t::logits].data);
+    const int16_t *state = static_cast<const int16_t *>(r.raw[model_t::state_h_0].data);
+    c.output_mismatches += std::memcmp(logits, td_logits[r.chunk_index], sizeof(td_logits[0])) != 0;
+    c.output_mismatches += std::memcmp(state, td_state[r.chunk_index], sizeof(td_state[0])) != 0;
+    for (uint32_t e = 0; e < model_t::logits_elements; ++e) {
+        const float want = std::ldexp(float(logits[e]), model_t::logits_exponent);
+        c.dequantize_mismatches += r.outputs[model_t::logits][e] != want;
+    }
+    for (uint32_t e = 0; e < model_t::state_h_0_elements; ++e) {
+        const float want = std::ldexp(float(state[e]), model_t::state_h_0_exponent);
+        c.dequantize_mismatches += r.outputs[model_t::state_h_0][e] != want;
+    }
+    return ESP_OK;
+}
+
+} // namespace
+
+int main()
+{
+    static model_t model;
+    std::printf("init_default=%d\n", static_cast<int>(model.init())); /* no engine on the host */
+    static golden_double engine;
+    std::printf("init=%d\n", static_cast<int>(model.init(&engine)));
+    std::printf("init_again=%d\n", static_cast<int>(model.init(&engine)));
+    const golden_set &g = model_t::golden();
+    std::printf("frames_exact=%d\n", g.frame_count == td_frame_count &&
+                std::memcmp(g.frames, td_frame_bits, sizeof(td_frame_bits)) == 0);
+
+    stream_check check;
+    uint32_t state = 2024, at = 0;
+    int push_errors = 0;
+    while (at < g.frame_count) {
+        state = state * 1664525u + 1013904223u;
+        uint32_t n = (state >> 16) % 8; /* 0 to 7 frames per push */
+        n = n > g.frame_count - at ? g.frame_count - at : n;
+        push_errors += model.push(g.frames + at * model_t::feature_dim, n, on_chunk, &check) != ESP_OK;
+        at += n;
+    }
+    std::printf("push_errors=%d\nchunks=%u\npending=%u\n", push_errors, check.chunks,
+                static_cast<unsigned>(model.pending_frames()));
+    std::printf("output_mismatches=%d\ndequantize_mismatches=%d\n", check.output_mismatches,
+                check.dequantize_mismatches);
+    std::printf("self_test=%d\n", static_cast<int>(model.self_test()));
+    std::printf("input_mismatches=%d\n", engine.input_mismatches);
+    model.deinit();
+    std::printf("initialized_after_deinit=%d\n", model.initialized());
+    return 0;
+}
+"""
+
+
+def c_array(name: str, ctype: str, values: np.ndarray) -> str:
+    dims = "".join(f"[{d}]" for d in values.shape)
+    body = ", ".join(str(int(v)) for v in values.reshape(-1))
+    return f"static const {ctype} {name}{dims} = {{{body}}};\n"
+
+
+def make_test_data(glue: dict[str, Any]) -> str:
+    """What the double and main compare against, computed independently of the generated code."""
+    frames = np.asarray(glue["golden"]["frames"], dtype=np.float32)
+    chunks_q = reference_quantize(frames[: CHUNKS * CHUNK], -5, glue["rounding"], "int8")
+    true_outputs = make_glue(glue["rounding"])["golden"]["outputs"]  # uncorrupted
+    return "".join(
+        [
+            "#pragma once\n#include <cstdint>\n",
+            f"static const uint32_t td_chunks = {CHUNKS};\n",
+            f"static const uint32_t td_frame_count = {frames.shape[0]};\n",
+            c_array("td_frame_bits", "uint32_t", frames.view(np.uint32)),
+            c_array("td_input_chunks", "int8_t", chunks_q.reshape(CHUNKS, CHUNK * FEATURES)),
+            c_array("td_logits", "int8_t", true_outputs[0]),
+            c_array("td_state", "int16_t", true_outputs[1]),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def runtime_objects(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not available")
+    out = tmp_path_factory.mktemp("runtime")
+    objects = []
+    for source in RUNTIME_SOURCES:
+        obj = out / (source + ".o")
+        subprocess.run(
+            ["g++", *CXXFLAGS, "-I", str(ROOT / "include"), "-c", str(ROOT / "src" / source), "-o", str(obj)],
+            check=True,
+        )
+        objects.append(obj)
+    return objects
+
+
+def build_and_run(glue: dict[str, Any], work: Path, objects: list[Path]) -> tuple[dict[str, int], str]:
+    """Compile the generated class with the test main; return its key=value lines and its log."""
+    hpp, cpp = render_glue(glue)
+    (work / "kws.hpp").write_text(hpp)
+    (work / "kws.cpp").write_text(cpp)
+    (work / "test_data.h").write_text(make_test_data(glue))
+    (work / "main.cpp").write_text(TEST_MAIN)
+    # The rodata symbol the CMake side would define.
+    (work / "blob.cpp").write_text(
+        'extern "C" { alignas(16) extern const unsigned char espdl_streaming_kws_espdl[16] = {0}; }\n'
+    )
+    exe = work / "kws_test"
+    subprocess.run(
+        [
+            "g++",
+            *CXXFLAGS,
+            "-I",
+            str(ROOT / "include"),
+            "-I",
+            str(work),
+            str(work / "kws.cpp"),
+            str(work / "main.cpp"),
+            str(work / "blob.cpp"),
+            *map(str, objects),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    values = dict(line.split("=", 1) for line in run.stdout.splitlines() if "=" in line)
+    return {k: int(v) for k, v in values.items()}, run.stderr
+
+
+@pytest.mark.parametrize("rounding", ["half_even", "half_up"])
+def test_generated_class_streams_golden_data(
+    rounding: str, tmp_path: Path, runtime_objects: list[Path]
+) -> None:
+    result, _ = build_and_run(make_glue(rounding), tmp_path, runtime_objects)
+    assert result["init_default"] == 0x106  # ESP_ERR_NOT_SUPPORTED: no engine on plain host builds
+    assert result["init"] == 0
+    assert result["init_again"] == 0x103  # ESP_ERR_INVALID_STATE
+    assert result["frames_exact"] == 1
+    assert result["push_errors"] == 0
+    assert result["chunks"] == CHUNKS
+    assert result["pending"] == 2
+    assert result["output_mismatches"] == 0
+    assert result["dequantize_mismatches"] == 0
+    assert result["self_test"] == 0
+    assert result["input_mismatches"] == 0
+    assert result["initialized_after_deinit"] == 0
+
+
+def test_self_test_fails_on_corrupted_golden(tmp_path: Path, runtime_objects: list[Path]) -> None:
+    glue = make_glue()
+    glue["golden"]["outputs"][1][5, 4] += 1
+    result, log = build_and_run(glue, tmp_path, runtime_objects)
+    assert result["output_mismatches"] == 0  # the stream itself matches the true outputs
+    assert result["self_test"] == -1  # ESP_FAIL
+    assert "chunk 5, output 'state/h:0', element 4" in log
+
+
+def test_host_ctest_project(tmp_path: Path) -> None:
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not available")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    build = tmp_path / "build"
+    subprocess.run(
+        [cmake, "-S", str(ROOT / "tests" / "host"), "-B", str(build), *generator],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run([cmake, "--build", str(build)], check=True, capture_output=True)
+    ctest = ["ctest", "--test-dir", str(build), "--output-on-failure"]
+    run = subprocess.run(ctest, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "100% tests passed" in run.stdout
