@@ -1,5 +1,6 @@
 import sys
 
-from .cli import main
+from .cli import main, run_with_fixed_hash_seed
 
+run_with_fixed_hash_seed()
 sys.exit(main())

@@ -137,6 +137,12 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     return BuildOutputs(files, report, make_depfile(decl, q.deps))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(files: dict[Path, bytes]) -> list[Path]:
     """Write every file through a temp file + rename; leave files whose content is unchanged untouched.
 
@@ -144,6 +150,7 @@ def write_atomically(files: dict[Path, bytes]) -> list[Path]:
     earlier output as it was.  Returns the paths actually (re)written.
     """
     staged: list[tuple[Path, Path]] = []
+    mode = 0o666 & ~_umask()
     try:
         for path, data in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +159,7 @@ def write_atomically(files: dict[Path, bytes]) -> list[Path]:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(tmp, mode)
             staged.append((Path(tmp), path))
         for tmp_path, path in staged:
             os.replace(tmp_path, path)

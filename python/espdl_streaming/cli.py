@@ -8,6 +8,7 @@ and exits 1.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -78,6 +79,21 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def run_with_fixed_hash_seed() -> None:
+    """Re-run this process with PYTHONHASHSEED=0 unless it already has it.
+
+    esp-ppq serialises some graph parts in set/dict-of-str order, so with Python's default
+    randomised string hashing the same model exports to different bytes on every run.  A
+    fixed seed makes the outputs reproducible (same inputs, same bytes).
+    """
+    if os.environ.get("PYTHONHASHSEED") == "0":
+        return
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "espdl_streaming", *sys.argv[1:]], env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command_line = "python -m espdl_streaming " + " ".join(
@@ -113,5 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The `espdl-streaming` console script."""
+    run_with_fixed_hash_seed()
     sys.exit(main())

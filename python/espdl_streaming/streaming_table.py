@@ -200,9 +200,10 @@ class _Planner:
                               "use a causal Conv followed by a per-frame reshape, or run offline")
         elif op.type == "Pad":
             raise self.refuse(
-                op, "pads the time axis with an explicit Pad node",
-                "pad inside the convolution (padding=(k-1)*dilation on the left only, e.g. F.pad(x, (p, 0)) "
-                "directly before the Conv so the exporter folds it)",
+                op, "is an explicit Pad on a time-varying tensor that the exporter could not fold into the "
+                "next Conv/AveragePool (a zero Pad before MaxPool, or a Pad not directly before a Conv)",
+                "put F.pad(x, (left, 0)) directly before a Conv or AveragePool (count_include_pad) so it is "
+                "folded into the layer's padding; a causal MaxPool is not supported yet",
             )
         else:
             raise self.refuse(

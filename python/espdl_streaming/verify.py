@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .declaration import Declaration
-from .errors import VerificationError
+from .errors import EspdlStreamingError, VerificationError
 from .espdl import EspdlModel, Simulator, ValueInfo, quantize, read_espdl, rounding_for_target
 
 STREAM_SEED = 1234
@@ -70,7 +70,11 @@ def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simula
     got = sim.run(model.test_inputs)
     for name, want in sorted(model.test_outputs.items()):
         have = got.get(name)
-        if have is None or have.shape != want.shape or not np.array_equal(have, want):
+        # esp-ppq's 16-bit reference forward accumulates in float32 and can be one step off the
+        # exact result; ESP-DL's own Model::test() accepts +-1 for int16 for the same reason.
+        tolerance = 1 if want.dtype == np.int16 else 0
+        if (have is None or have.shape != want.shape
+                or np.max(np.abs(have.astype(np.int64) - want.astype(np.int64)), initial=0) > tolerance):
             diff = "missing" if have is None else (
                 f"shape {list(have.shape)} vs {list(want.shape)}" if have.shape != want.shape
                 else f"{int(np.count_nonzero(have != want))} of {want.size} values differ, max |diff| "
@@ -119,7 +123,7 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
     rounding = rounding_for_target(decl.chip)
     off_model = read_espdl(offline_bytes, source=f"{decl.name}.offline.espdl")
     st_model = read_espdl(streaming_bytes, source=f"{decl.name}.espdl")
-    off_sim = Simulator(off_model, rounding)
+    off_sim = Simulator(off_model, rounding, any_frames=True)
     st_sim = Simulator(st_model, rounding)
     checked_test_outputs = _check_offline_test_values(decl, off_model, off_sim)
 
@@ -153,7 +157,18 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
                 "streaming model (their output shapes never line up)"
             )
         q_chunk = q_stream[:, k * chunk : (k + 1) * chunk]
-        st_out = st_sim.run({in_spec.name: q_chunk})
+        try:
+            st_out = st_sim.run({in_spec.name: q_chunk})
+        except EspdlStreamingError as exc:
+            raise VerificationError(
+                f"{decl.name}: streaming chunk {k} cannot be computed: {exc} (ESP-DL does not check shapes and "
+                "would compute garbage here)"
+            ) from exc
+        if k == 0:
+            # esp-ppq records the offline shapes for a streaming model's outputs; ESP-DL infers the
+            # real per-chunk shapes at load time, and so does the simulator.
+            for spec in out_specs:
+                spec.shape = [int(d) for d in np.asarray(st_out[spec.name]).shape]
         if k < GOLDEN_CHUNKS:
             for i, spec in enumerate(out_specs):
                 golden[i].append(np.asarray(st_out[spec.name]).reshape(-1))

@@ -1,4 +1,4 @@
-"""Two residual branches sharing one input (a variable with three consumers), max pool, head."""
+"""Two residual branches sharing one input (a variable with three consumers), avg pool, head."""
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ class Branchy(nn.Module):
         super().__init__()
         self.a = CausalConv(8, 8, 3, 1)
         self.b = CausalConv(8, 8, 2, 3)
-        self.pool = nn.MaxPool1d(2, stride=1)
+        self.pool = nn.AvgPool1d(2, stride=1)
         self.head = nn.Linear(8 * 2, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

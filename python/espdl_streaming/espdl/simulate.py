@@ -1,0 +1,739 @@
+"""Bit-exact host interpreter of quantized ESP-DL graphs (numpy only).
+
+Semantics follow ESP-DL / esp-ppq: every activation tensor is a power-of-two quantized
+integer tensor (real = q * 2**exponent).  Each node dequantizes its inputs, computes in
+float64 (exact for the integer-valued sums the kernels accumulate), requantizes at the
+output's exponent with the chip's rounding and clamps to the output dtype.
+
+* Activation nodes that carry an exported look-up table (``lut`` attribute) use the
+  table: int8 tables are indexed directly; ``LUT`` nodes (esp-ppq's INT16 LUT fusion)
+  use ESP-DL's step-sub-sampled lookup (nearest pivot with the chip's rounding when the
+  step is a power of two, linear interpolation otherwise).  INT16 element-wise
+  activation nodes whose table ESP-DL ignores are computed from the math.
+* ``StreamingCache`` nodes keep ``window_size - 1`` frames of state on ``frame_axis``
+  across :meth:`Simulator.run` calls, zero-filled initially and after
+  :meth:`Simulator.reset`.
+
+Tensors are in the exported layout (NWC / NHWC: time on axis 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import EspdlFormatError, UnsupportedOpError
+from .reader import EspdlModel, Node, Tensor
+
+__all__ = ["Rounding", "Simulator", "dequantize", "quantize", "rounding_for_target"]
+
+Rounding = Literal["half_even", "half_up"]
+
+_HALF_EVEN_TARGETS = frozenset({"esp32p4", "esp32s31"})
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "int8": (-128, 127),
+    "int16": (-32768, 32767),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint8": (0, 255),
+    "uint16": (0, 65535),
+}
+_FLOAT_DTYPES = frozenset({"float32", "float64", "float16"})
+
+
+def rounding_for_target(target: str) -> Rounding:
+    """ESP32-P4 and ESP32-S31 round half to even; every other chip rounds half up."""
+    return "half_even" if target.lower() in _HALF_EVEN_TARGETS else "half_up"
+
+
+def _round(scaled: np.ndarray, rounding: Rounding) -> np.ndarray:
+    if rounding == "half_even":
+        return np.rint(scaled)
+    # floor(x + 0.5) without the float64 error of the addition itself.
+    low = np.floor(scaled)
+    return low + (scaled - low >= 0.5)
+
+
+def quantize(x: np.ndarray, exponent: int, dtype: str, rounding: Rounding) -> np.ndarray:
+    """q = clamp(round(x * 2**-exponent)) in ``dtype``; NaN -> 0, +-inf saturate."""
+    if dtype not in _INT_RANGES:
+        raise ValueError(f"cannot quantize to {dtype}")
+    low, high = _INT_RANGES[dtype]
+    scaled = np.ldexp(np.asarray(x, dtype=np.float64), -int(exponent))
+    with np.errstate(invalid="ignore"):
+        q = _round(np.nan_to_num(scaled, nan=0.0, posinf=np.inf, neginf=-np.inf), rounding)
+    return np.clip(q, low, high).astype(dtype)
+
+
+def dequantize(q: np.ndarray, exponent: int | np.ndarray) -> np.ndarray:
+    """x = q * 2**exponent in float64 (``exponent`` may broadcast per channel)."""
+    return np.ldexp(np.asarray(q, dtype=np.float64), np.asarray(exponent, dtype=np.int64))
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass
+class _Value:
+    """A tensor flowing through the graph: integer data with its exponent, or a float."""
+
+    data: np.ndarray
+    exponent: int | np.ndarray | None  # None: plain float or int64 index tensor
+
+    def real(self) -> np.ndarray:
+        if self.exponent is None:
+            return np.asarray(self.data, dtype=np.float64)
+        return dequantize(self.data, self.exponent)
+
+
+@dataclass(frozen=True)
+class _OutSpec:
+    name: str
+    dtype: str
+    exponent: int | None
+
+
+class _NodeRun:
+    """What a kernel sees of one node execution: inputs, output specs, rounding."""
+
+    def __init__(self, sim: Simulator, node: Node, inputs: list[_Value | None]) -> None:
+        self.sim = sim
+        self.node = node
+        self.inputs = inputs
+        self.rounding = sim.rounding
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.node.attributes.get(name, default)
+
+    def real(self, index: int) -> np.ndarray:
+        return self.input(index).real()
+
+    def input(self, index: int) -> _Value:
+        value = self.inputs[index] if index < len(self.inputs) else None
+        if value is None:
+            raise _fail(self.node, f"input {index} is missing")
+        return value
+
+    def has_input(self, index: int) -> bool:
+        return index < len(self.inputs) and self.inputs[index] is not None
+
+    def ints(self, index: int) -> list[int]:
+        """A constant integer input (shape, axes, starts...) as a Python list."""
+        return [int(v) for v in np.asarray(self.input(index).data).reshape(-1)]
+
+    def out(self, index: int = 0) -> _OutSpec:
+        return self.sim._out_spec(self.node.outputs[index])
+
+    def emit(self, real: np.ndarray, index: int = 0) -> _Value:
+        """Requantize a float64 result at output ``index``'s exponent and dtype."""
+        spec = self.out(index)
+        if spec.exponent is None or spec.dtype in _FLOAT_DTYPES:
+            return _Value(np.asarray(real, dtype=spec.dtype if spec.dtype in _FLOAT_DTYPES else np.float64), None)
+        return _Value(quantize(real, spec.exponent, spec.dtype, self.rounding), spec.exponent)
+
+    def passthrough(self, value: _Value, data: np.ndarray) -> _Value:
+        """Data movement (reshape, slice...): keep integers when the exponent is unchanged."""
+        spec = self.out()
+        if _same_exponent(value, spec) and spec.dtype == str(data.dtype):
+            return _Value(np.ascontiguousarray(data), value.exponent)
+        return self.emit(_Value(data, value.exponent).real())
+
+
+def _same_exponent(value: _Value, spec: _OutSpec) -> bool:
+    return isinstance(value.exponent, int) and value.exponent == spec.exponent
+
+
+def _fail(node: Node, message: str) -> EspdlFormatError:
+    return EspdlFormatError(f"node {node.name!r} ({node.op_type}): {message}")
+
+
+# --------------------------------------------------------------------------- kernels: dense
+
+
+def _conv_windows(x: np.ndarray, kernel: list[int], strides: list[int], dilations: list[int]) -> np.ndarray:
+    """(N, *out_spatial, *kernel, C) windows of a padded channels-last tensor."""
+    rank = len(kernel)
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
+    windows = np.lib.stride_tricks.sliding_window_view(x, spans, axis=tuple(range(1, rank + 1)))
+    # windows: (N, *out_full, C, *spans) -> select strides and dilations
+    index = (slice(None),) + tuple(slice(None, None, s) for s in strides) + (slice(None),)
+    index += tuple(slice(None, None, d) for d in dilations)
+    windows = windows[index]
+    return np.moveaxis(windows, rank + 1, -1)
+
+
+def _pad_spatial(x: np.ndarray, pads: list[int], value: float = 0.0) -> np.ndarray:
+    rank = len(pads) // 2
+    widths = [(0, 0)] + [(pads[i], pads[i + rank]) for i in range(rank)] + [(0, 0)]
+    return np.pad(x, widths, constant_values=value)
+
+
+def _spatial_attrs(run: _NodeRun, rank: int) -> tuple[list[int], list[int], list[int], list[int]]:
+    kernel = list(run.attr("kernel_shape"))
+    strides = list(run.attr("strides", [1] * rank))
+    dilations = list(run.attr("dilations", [1] * rank))
+    pads = list(run.attr("pads", [0] * (2 * rank)))
+    return kernel, strides, dilations, pads
+
+
+def _activation(run: _NodeRun, y: np.ndarray) -> np.ndarray:
+    act = run.attr("activation", "Linear")
+    return np.maximum(y, 0.0) if act == "Relu" else y
+
+
+def _filter_real(tensor: Tensor, channel_axis: int) -> np.ndarray:
+    exps = np.asarray(tensor.exponents, dtype=np.int64)
+    if exps.size > 1:
+        shape = [1] * tensor.data.ndim
+        shape[channel_axis] = exps.size
+        exps = exps.reshape(shape)
+    return dequantize(tensor.data, exps)
+
+
+def _bias_real(run: _NodeRun, index: int) -> np.ndarray | float:
+    if not run.has_input(index):
+        return 0.0
+    tensor = run.sim._constant(run.node.inputs[index])
+    return dequantize(tensor.data, np.asarray(tensor.exponents, dtype=np.int64).reshape(-1))
+
+
+def _conv(run: _NodeRun) -> list[_Value]:
+    x = run.real(0)
+    weight = run.sim._constant(run.node.inputs[1])
+    rank = x.ndim - 2
+    kernel, strides, dilations, pads = _spatial_attrs(run, rank)
+    group = int(run.attr("group", 1))
+    windows = _conv_windows(_pad_spatial(x, pads), kernel, strides, dilations)
+    if group == 1:
+        w = _filter_real(weight, -1)  # (*K, C, N)
+        y = np.tensordot(windows, w, axes=(list(range(rank + 1, 2 * rank + 2)), list(range(rank + 1))))
+    else:
+        w = _filter_real(weight, -2)[..., 0]  # (*K, N), one input channel per output
+        y = np.einsum(windows, list(range(2 * rank + 2)), w, list(range(rank + 1, 2 * rank + 2)),
+                      list(range(rank + 1)) + [2 * rank + 1])
+    return [run.emit(_activation(run, y + _bias_real(run, 2)))]
+
+
+def _gemm(run: _NodeRun) -> list[_Value]:
+    x = run.real(0)
+    weight = run.sim._constant(run.node.inputs[1])
+    w = _filter_real(weight, -1)
+    w = w.reshape(w.shape[-2], w.shape[-1])  # (C, N)
+    y = x.reshape(-1, w.shape[0]) @ w
+    y = y.reshape(*x.shape[:-1], w.shape[1]) + _bias_real(run, 2)
+    return [run.emit(_activation(run, y))]
+
+
+def _matmul(run: _NodeRun) -> list[_Value]:
+    a = run.real(0)
+    name = run.node.inputs[1]
+    if name in run.sim.model.initializers:
+        b = _filter_real(run.sim._constant(name), -1)
+    else:
+        b = run.real(1)
+    return [run.emit(_activation(run, np.matmul(a, b)))]
+
+
+# --------------------------------------------------------------------------- kernels: pooling
+
+
+def _pool(run: _NodeRun, reduce: Callable[[np.ndarray, tuple[int, ...]], np.ndarray], fill: float) -> np.ndarray:
+    x = run.real(0)
+    rank = x.ndim - 2
+    kernel, strides, dilations, pads = _spatial_attrs(run, rank)
+    windows = _conv_windows(_pad_spatial(x, pads, fill), kernel, strides, dilations)
+    return reduce(windows, tuple(range(rank + 1, 2 * rank + 1)))
+
+
+def _average_pool(run: _NodeRun) -> list[_Value]:
+    if int(run.attr("count_include_pad", 0)):
+        return [run.emit(_pool(run, lambda w, axes: w.mean(axis=axes), 0.0))]
+    x = run.input(0).real()
+    ones = np.ones((1, *x.shape[1:-1], 1))
+    sums = _pool(run, lambda w, axes: w.sum(axis=axes), 0.0)
+    run_ones = _NodeRun(run.sim, run.node, [_Value(ones, None)])
+    counts = _pool(run_ones, lambda w, axes: w.sum(axis=axes), 0.0)
+    return [run.emit(sums / counts)]
+
+
+def _max_pool(run: _NodeRun) -> list[_Value]:
+    return [run.emit(_pool(run, lambda w, axes: w.max(axis=axes), -np.inf))]
+
+
+def _global_average_pool(run: _NodeRun) -> list[_Value]:
+    x = run.real(0)
+    return [run.emit(x.mean(axis=tuple(range(1, x.ndim - 1)), keepdims=True))]
+
+
+# --------------------------------------------------------------------------- kernels: element-wise
+
+
+def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[_NodeRun], list[_Value]]:
+    def kernel(run: _NodeRun) -> list[_Value]:
+        a, b = run.real(0), run.real(1)
+        try:
+            y = fn(a, b)
+        except ValueError as exc:
+            raise _fail(run.node, f"input shapes {a.shape} and {b.shape} do not broadcast") from exc
+        return [run.emit(y)]
+
+    return kernel
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _hard_sigmoid(run: _NodeRun, x: np.ndarray) -> np.ndarray:
+    alpha = float(run.attr("alpha", 0.2))
+    beta = float(run.attr("beta", 0.5))
+    return np.clip(alpha * x + beta, 0.0, 1.0)
+
+
+def _prelu(run: _NodeRun, x: np.ndarray) -> np.ndarray:
+    slope = run.real(1)
+    if slope.size == x.shape[-1]:
+        slope = slope.reshape(-1)  # esp-ppq keeps the NCW-broadcast shape (C, 1): one slope per channel
+    return np.where(x >= 0, x, x * slope)
+
+
+def _clip(run: _NodeRun, x: np.ndarray) -> np.ndarray:
+    low = run.real(1) if run.has_input(1) else -np.inf
+    high = run.real(2) if run.has_input(2) else np.inf
+    if "min" in run.node.attributes:
+        low = float(run.attr("min"))
+    if "max" in run.node.attributes:
+        high = float(run.attr("max"))
+    return np.minimum(np.maximum(x, low), high)
+
+
+_UNARY_MATH: dict[str, Callable[[_NodeRun, np.ndarray], np.ndarray]] = {
+    "Relu": lambda run, x: np.maximum(x, 0.0),
+    "LeakyRelu": lambda run, x: np.where(x >= 0, x, x * float(run.attr("alpha", 0.01))),
+    "PRelu": _prelu,
+    "Sigmoid": lambda run, x: _sigmoid(x),
+    "Tanh": lambda run, x: np.tanh(x),
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": lambda run, x: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0),
+    "Swish": lambda run, x: x * _sigmoid(x),
+    "SiLU": lambda run, x: x * _sigmoid(x),
+    "Clip": _clip,
+    "Identity": lambda run, x: x,
+}
+
+
+def _lut_table(run: _NodeRun) -> Tensor | None:
+    name = run.attr("lut")
+    return run.sim._constant(str(name)) if name else None
+
+
+def _lookup(run: _NodeRun, table: Tensor) -> list[_Value]:
+    """ESP-DL table lookup: direct for a full table, step-sub-sampled for INT16 LUT nodes."""
+    value = run.input(0)
+    if value.exponent is None:
+        raise _fail(run.node, "a look-up table needs a quantized input")
+    spec = run.out()
+    entries = table.data.reshape(-1).astype(np.int64)
+    low, _ = _INT_RANGES[str(value.data.dtype)]
+    index = value.data.astype(np.int64) - low
+    span = 1 << (8 * value.data.dtype.itemsize)
+    if entries.size == span:
+        out = entries[index]
+    elif run.node.op_type != "LUT" or span != 65536:
+        raise _fail(run.node, f"a {entries.size}-entry table does not fit a {value.data.dtype} input")
+    else:
+        # INT16 LUT node: 65536 / step + 1 pivots; ESP-DL takes the nearest pivot,
+        # rounding idx / step with the chip's rounding (step is a power of two).
+        step = span // (entries.size - 1)
+        nearest = _round(index / step, run.rounding).astype(np.int64)
+        out = entries[np.clip(nearest, 0, entries.size - 1)]
+    table_exp = table.exponents[0] if table.exponents else spec.exponent
+    if spec.exponent is not None and table_exp == spec.exponent and spec.dtype in _INT_RANGES:
+        lo, hi = _INT_RANGES[spec.dtype]
+        return [_Value(np.clip(out, lo, hi).astype(spec.dtype), spec.exponent)]
+    return [run.emit(dequantize(out, table_exp))]
+
+
+def _unary(op_type: str) -> Callable[[_NodeRun], list[_Value]]:
+    def kernel(run: _NodeRun) -> list[_Value]:
+        table = _lut_table(run)
+        value = run.input(0)
+        if table is not None and (op_type == "LUT" or value.data.dtype == np.int8):
+            return _lookup(run, table)
+        math = _UNARY_MATH[str(run.attr("original_op_type")) if op_type == "LUT" else op_type]
+        return [run.emit(math(run, value.real()))]
+
+    return kernel
+
+
+# --------------------------------------------------------------------------- kernels: data movement
+
+
+def _axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis
+
+
+def _concat(run: _NodeRun) -> list[_Value]:
+    axis = int(run.attr("axis", 0))
+    parts = [run.input(i) for i in range(len(run.node.inputs))]
+    spec = run.out()
+    if all(_same_exponent(p, spec) and str(p.data.dtype) == spec.dtype for p in parts):
+        return [_Value(np.concatenate([p.data for p in parts], axis=axis), spec.exponent)]
+    return [run.emit(np.concatenate([p.real() for p in parts], axis=axis))]
+
+
+def _slice(run: _NodeRun) -> list[_Value]:
+    value = run.input(0)
+    data = value.data
+    starts, ends = run.ints(1), run.ints(2)
+    axes = run.ints(3) if run.has_input(3) else list(range(len(starts)))
+    steps = run.ints(4) if run.has_input(4) else [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[_axis(axis, data.ndim)] = slice(*_clamp_slice(start, end, step, data.shape[_axis(axis, data.ndim)]))
+    return [run.passthrough(value, data[tuple(index)])]
+
+
+def _clamp_slice(start: int, end: int, step: int, size: int) -> tuple[int | None, int | None, int]:
+    """ONNX Slice bounds (INT64 sentinels, negatives) as a Python slice."""
+    def clamp(v: int, low: int, high: int) -> int:
+        if v < 0:
+            v += size
+        return min(max(v, low), high)
+
+    if step > 0:
+        return clamp(start, 0, size), clamp(end, 0, size), step
+    s, e = clamp(start, -1, size - 1), clamp(end, -1, size - 1)
+    return s, (None if e < 0 else e), step
+
+
+def _transpose(run: _NodeRun) -> list[_Value]:
+    value = run.input(0)
+    perm = run.attr("perm")
+    return [run.passthrough(value, np.transpose(value.data, perm))]
+
+
+def _reshape(run: _NodeRun) -> list[_Value]:
+    value = run.input(0)
+    shape = run.ints(1)
+    allow_zero = int(run.attr("allowzero", 0))
+    if not allow_zero:
+        shape = [value.data.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    try:
+        data = value.data.reshape(shape)
+    except ValueError as exc:
+        raise _fail(run.node, f"cannot reshape {value.data.shape} to {shape}") from exc
+    return [run.passthrough(value, data)]
+
+
+def _flatten(run: _NodeRun) -> list[_Value]:
+    value = run.input(0)
+    axis = _axis(int(run.attr("axis", 1)), value.data.ndim)
+    outer = int(np.prod(value.data.shape[:axis], dtype=np.int64))
+    return [run.passthrough(value, value.data.reshape(outer, -1))]
+
+
+def _axes_of(run: _NodeRun) -> list[int]:
+    if run.has_input(1):
+        return run.ints(1)
+    return list(run.attr("axes", []))
+
+
+def _squeeze(run: _NodeRun) -> list[_Value]:
+    value = run.input(0)
+    axes = [_axis(a, value.data.ndim) for a in _axes_of(run)]
+    data = np.squeeze(value.data, axis=tuple(axes)) if axes else np.squeeze(value.data)
+    return [run.passthrough(value, data)]
+
+
+def _unsqueeze(run: _NodeRun) -> list[_Value]:
+    value = run.input(0)
+    rank = value.data.ndim + len(_axes_of(run))
+    data = value.data
+    for axis in sorted(_axis(a, rank) for a in _axes_of(run)):
+        data = np.expand_dims(data, axis)
+    return [run.passthrough(value, data)]
+
+
+def _requantize(run: _NodeRun) -> list[_Value]:
+    return [run.emit(run.real(0))]
+
+
+def _streaming_cache(run: _NodeRun) -> list[_Value]:
+    value = run.input(0)
+    axis = _axis(int(run.attr("frame_axis", 1)), value.data.ndim)
+    keep = int(run.attr("window_size")) - 1
+    state = run.sim._state_for(run.node, value.data, axis, keep)
+    data = np.concatenate([state, value.data], axis=axis)
+    run.sim._states[run.node.name] = np.take(data, range(data.shape[axis] - keep, data.shape[axis]), axis=axis)
+    return [run.passthrough(value, data)]
+
+
+_Kernel = Callable[[_NodeRun], list[_Value]]
+
+_KERNELS: dict[str, _Kernel] = {
+    "Conv": _conv,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "AveragePool": _average_pool,
+    "MaxPool": _max_pool,
+    "GlobalAveragePool": _global_average_pool,
+    "Add": _binary(np.add),
+    "Sub": _binary(np.subtract),
+    "Mul": _binary(np.multiply),
+    "Div": _binary(np.divide),
+    "Concat": _concat,
+    "Slice": _slice,
+    "Transpose": _transpose,
+    "Reshape": _reshape,
+    "Flatten": _flatten,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "RequantizeLinear": _requantize,
+    "StreamingCache": _streaming_cache,
+    "LUT": _unary("LUT"),
+    **{op: _unary(op) for op in _UNARY_MATH},
+}
+
+
+def _node_macs(node: Node, args: list[_Value | None], results: list[_Value]) -> int:
+    if node.op_type not in ("Conv", "Gemm", "MatMul") or not results or len(args) < 2:
+        return 0
+    out, weight = results[0].data, args[1]
+    if weight is None:
+        return 0
+    if node.op_type != "Conv":
+        return out.size * weight.data.shape[-2]
+    kernel = int(np.prod(weight.data.shape[:-2], dtype=np.int64))
+    per_group = 1 if node.attributes.get("group", 1) != 1 else weight.data.shape[-2]
+    return out.size * kernel * per_group
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _unsupported(node: Node, what: str) -> UnsupportedOpError:
+    return UnsupportedOpError(f"node {node.name!r} (op type {node.op_type}): {what}")
+
+
+def _validate_spatial(node: Node) -> None:
+    attrs = node.attributes
+    kernel = attrs.get("kernel_shape")
+    if not isinstance(kernel, list) or not kernel:
+        raise _unsupported(node, "missing kernel_shape")
+    rank = len(kernel)
+    for name, length in (("strides", rank), ("dilations", rank), ("pads", 2 * rank)):
+        value = attrs.get(name)
+        if value is not None and (not isinstance(value, list) or len(value) != length):
+            raise _unsupported(node, f"{name}={value!r} does not match a {rank}-D kernel")
+    if any(v < 1 for v in list(attrs.get("strides", [])) + list(attrs.get("dilations", []))):
+        raise _unsupported(node, "strides and dilations must be positive")
+    if any(v < 0 for v in attrs.get("pads", [])):
+        raise _unsupported(node, "negative pads")
+    if int(attrs.get("ceil_mode", 0)):
+        raise _unsupported(node, "ceil_mode=1 is not supported")
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        raise _unsupported(node, f"auto_pad={attrs['auto_pad']!r} is not supported")
+
+
+def _validate_dense(node: Node, model: EspdlModel) -> None:
+    if node.attributes.get("activation", "Linear") not in ("Linear", "Relu"):
+        raise _unsupported(node, f"fused activation {node.attributes['activation']!r} is not supported")
+    if node.op_type == "MatMul":
+        return
+    if len(node.inputs) < 2 or node.inputs[1] not in model.initializers:
+        raise _unsupported(node, "the weight must be a constant")
+    weight = model.initializers[node.inputs[1]]
+    if node.op_type == "Gemm":
+        attrs = node.attributes
+        if int(attrs.get("transA", 0)) or int(attrs.get("transB", 0)):
+            raise _unsupported(node, "transA/transB must be 0 (esp-ppq exports transposed weights)")
+        if float(attrs.get("alpha", 1.0)) != 1.0 or float(attrs.get("beta", 1.0)) != 1.0:
+            raise _unsupported(node, "alpha and beta must be 1")
+        if weight.data.ndim < 2 or int(np.prod(weight.dims[:-2], dtype=np.int64)) != 1:
+            raise _unsupported(node, f"weight dims {weight.dims} are not a matrix")
+        return
+    _validate_spatial(node)
+    group = node.attributes.get("group", 1)
+    if weight.data.ndim != len(node.attributes["kernel_shape"]) + 2:
+        raise _unsupported(node, f"weight dims {weight.dims} do not match the kernel")
+    if group != 1 and (weight.dims[-1] != 1 or weight.dims[-2] != group):
+        raise _unsupported(node, f"group={group} is supported only as a depthwise convolution")
+
+
+def _validate_lut_node(node: Node, model: EspdlModel) -> None:
+    table = model.initializers.get(str(node.attributes.get("lut")))
+    if table is None:
+        original = node.attributes.get("original_op_type")
+        if original not in _UNARY_MATH:
+            raise _unsupported(node, f"LUT node without a table for {original!r}")
+        return
+    pivots = table.data.size - 1
+    if pivots < 1 or 65536 % pivots or (65536 // pivots) & (65536 // pivots - 1):
+        raise _unsupported(node, f"a {table.data.size}-entry table is not a power-of-two step INT16 LUT")
+
+
+def _validate_node(node: Node, model: EspdlModel) -> None:
+    if node.op_type not in _KERNELS:
+        raise _unsupported(node, "the simulator has no implementation of this operator")
+    if node.op_type in ("Conv", "Gemm", "MatMul"):
+        _validate_dense(node, model)
+    elif node.op_type in ("AveragePool", "MaxPool"):
+        _validate_spatial(node)
+        if node.op_type == "MaxPool" and len(node.outputs) > 1:
+            raise _unsupported(node, "MaxPool indices output is not supported")
+    elif node.op_type == "StreamingCache":
+        window = node.attributes.get("window_size")
+        if not isinstance(window, int) or window < 1:
+            raise _unsupported(node, f"window_size={window!r} must be a positive integer")
+        if not isinstance(node.attributes.get("frame_axis", 1), int):
+            raise _unsupported(node, "frame_axis must be an integer")
+    elif node.op_type == "LUT":
+        _validate_lut_node(node, model)
+    elif node.op_type == "Transpose" and not isinstance(node.attributes.get("perm"), list):
+        raise _unsupported(node, "Transpose needs a perm attribute")
+    lut = node.attributes.get("lut")
+    if lut is not None and lut not in model.initializers:
+        raise _fail(node, f"look-up table {lut!r} is not in the model")
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+class Simulator:
+    """Run an :class:`EspdlModel` on integer tensors, ESP-DL style.
+
+    ``cache_bytes`` is the RAM of all StreamingCache state: (window_size - 1) frames
+    times the other dimensions of the cached tensor times the element size.
+    """
+
+    def __init__(self, model: EspdlModel, rounding: Rounding, *, any_frames: bool = False) -> None:
+        """`any_frames`: accept inputs of any length on the frame axis (1), e.g. to run an
+        offline model on every causal prefix of a stream."""
+        if rounding not in ("half_even", "half_up"):
+            raise ValueError(f"rounding must be 'half_even' or 'half_up', not {rounding!r}")
+        self.model = model
+        self.rounding: Rounding = rounding
+        self.any_frames = any_frames
+        self._infos = {v.name: v for v in (*model.value_info.values(), *model.inputs, *model.outputs)}
+        self._check_graph()
+        self._states: dict[str, np.ndarray] = {}
+        self._last_macs: int | None = None
+        self.cache_bytes = sum(self._cache_bytes(n) for n in model.nodes if n.op_type == "StreamingCache")
+
+    # ----- setup
+
+    def _check_graph(self) -> None:
+        known = {v.name for v in self.model.inputs} | set(self.model.initializers)
+        for node in self.model.nodes:
+            _validate_node(node, self.model)
+            for name in node.inputs:
+                if name and name not in known:
+                    raise _fail(node, f"input {name!r} is neither a graph input, a constant nor computed earlier")
+            known.update(node.outputs)
+        for out in self.model.outputs:
+            if out.name not in known:
+                raise EspdlFormatError(f"graph output {out.name!r} is never computed")
+
+    def _cache_bytes(self, node: Node) -> int:
+        info = self._infos.get(node.inputs[0]) if node.inputs else None
+        if info is None:
+            return 0
+        axis = _axis(int(node.attributes.get("frame_axis", 1)), len(info.shape))
+        others = int(np.prod([d for i, d in enumerate(info.shape) if i != axis], dtype=np.int64))
+        return (int(node.attributes["window_size"]) - 1) * others * np.dtype(info.dtype).itemsize
+
+    def _out_spec(self, name: str) -> _OutSpec:
+        info = self._infos.get(name)
+        if info is None:
+            return _OutSpec(name, "float64", None)
+        return _OutSpec(name, info.dtype, info.exponent)
+
+    def _constant(self, name: str) -> Tensor:
+        tensor = self.model.initializers.get(name)
+        if tensor is None:
+            raise EspdlFormatError(f"constant {name!r} is not in the model")
+        return tensor
+
+    def _constant_value(self, tensor: Tensor) -> _Value:
+        """Quantized constants carry their exponent(s) (per channel: along the last axis);
+        int64 constants (shapes, axes, slice bounds) and floats are plain values."""
+        if tensor.dtype not in _INT_RANGES or not tensor.exponents:
+            return _Value(tensor.data, None)
+        exps = tensor.exponents
+        return _Value(tensor.data, int(exps[0]) if len(exps) == 1 else np.asarray(exps, dtype=np.int64))
+
+    def _state_for(self, node: Node, data: np.ndarray, axis: int, keep: int) -> np.ndarray:
+        shape = list(data.shape)
+        shape[axis] = keep
+        state = self._states.get(node.name)
+        if state is None or list(state.shape) != shape or state.dtype != data.dtype:
+            state = np.zeros(shape, dtype=data.dtype)
+        return state
+
+    # ----- public API
+
+    def reset(self) -> None:
+        """Forget every StreamingCache state (the next run sees zero-filled caches)."""
+        self._states.clear()
+
+    def run(self, inputs: Mapping[str, np.ndarray], *, trace: bool = False) -> dict[str, np.ndarray]:
+        """Run the graph once on integer inputs in the exported layout.
+
+        Returns the graph outputs, or with ``trace`` every variable computed in this run.
+        """
+        env = self._bind_inputs(inputs)
+        macs = 0
+        for node in self.model.nodes:
+            args = [self._argument(env, name) for name in node.inputs]
+            results = _KERNELS[node.op_type](_NodeRun(self, node, args))
+            macs += _node_macs(node, args, results)
+            env.update(zip(node.outputs, results))
+        self._last_macs = macs
+        names = list(env) if trace else [o.name for o in self.model.outputs]
+        return {name: env[name].data for name in names}
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one run: Conv (output elements x kernel volume x input
+        channels per group) plus Gemm and MatMul (output elements x inner dimension).
+        Element-wise ops, pooling and activations are not counted.  Shapes are the
+        computed ones (esp-ppq leaves offline shapes in a streaming model's value info):
+        the count of the last run, or of a dry run on zero inputs if there was none."""
+        if self._last_macs is None:
+            saved = dict(self._states)
+            zeros = {i.name: np.zeros(i.shape, dtype=i.dtype) for i in self.model.inputs}
+            self.run(zeros)
+            self._states = saved
+        assert self._last_macs is not None
+        return self._last_macs
+
+    # ----- internals of run
+
+    def _bind_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, _Value]:
+        env: dict[str, _Value] = {}
+        for info in self.model.inputs:
+            if info.name not in inputs:
+                raise EspdlFormatError(f"missing input {info.name!r}")
+            data = np.asarray(inputs[info.name])
+            want = info.shape
+            if want and self.any_frames and data.ndim == len(want) and data.ndim >= 2:
+                want = (want[0], data.shape[1], *want[2:])
+            if want and tuple(data.shape) != want:
+                raise EspdlFormatError(f"input {info.name!r} has shape {data.shape}, the model expects {info.shape}")
+            if info.dtype in _INT_RANGES:
+                low, high = _INT_RANGES[info.dtype]
+                if data.size and (data.min() < low or data.max() > high or not np.issubdtype(data.dtype, np.integer)):
+                    raise EspdlFormatError(f"input {info.name!r} must hold {info.dtype} integers")
+                data = data.astype(info.dtype)
+            env[info.name] = _Value(data, info.exponent)
+        return env
+
+    def _argument(self, env: dict[str, _Value], name: str) -> _Value | None:
+        if not name:
+            return None  # an omitted optional input
+        if name in env:
+            return env[name]
+        tensor = self.model.initializers.get(name)
+        return self._constant_value(tensor) if tensor is not None else None

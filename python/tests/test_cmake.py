@@ -1,0 +1,277 @@
+"""The plain-CMake core (cmake/espdl_streaming.cmake), built for real with CMake + Ninja.
+
+Builds a copy of tests/cmake_project that declares the example TCN (made to import a local
+module, so the depfile matters), runs its checker executable, and checks the incremental-build
+contract: a no-op rebuild, what reruns the quantizer and what does not. Bad arguments must stop
+the configure with the function's message.
+
+ESPDL_STREAMING_TEST_PYTHON selects the interpreter that runs the model tool (default: this one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = REPO / "tests" / "cmake_project"
+EXAMPLE_MODEL = REPO / "examples" / "tcn" / "model.py"
+TOOL_PYTHON = os.environ.get("ESPDL_STREAMING_TEST_PYTHON", sys.executable)
+QUANTIZING = "espdl_streaming: quantizing tcn for esp32p4"
+LINKING = "Linking CXX executable check_tcn"
+
+
+def _find_ninja() -> str | None:
+    found = shutil.which("ninja")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "ninja"
+    return str(candidate) if candidate.exists() else None
+
+
+CMAKE = shutil.which("cmake")
+NINJA = _find_ninja()
+pytestmark = pytest.mark.skipif(
+    CMAKE is None or NINJA is None, reason="needs cmake and ninja on PATH (pip install ninja)"
+)
+
+
+def run(cmd: list[str | os.PathLike[str]], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=900,
+    )
+    print(f"$ {' '.join(map(str, cmd))}  ({time.monotonic() - start:.2f} s, exit {proc.returncode})")
+    return proc
+
+
+def flat(text: str) -> str:
+    """CMake wraps its error messages: compare with whitespace collapsed."""
+    return " ".join(text.split())
+
+
+@dataclass
+class Project:
+    root: Path
+    build: Path
+    model: Path
+    seed_module: Path
+    first: subprocess.CompletedProcess[str]
+
+    @property
+    def out_dir(self) -> Path:
+        return self.build / "espdl_streaming" / "tcn"
+
+    def build_again(self) -> subprocess.CompletedProcess[str]:
+        proc = run([CMAKE, "--build", self.build])
+        assert proc.returncode == 0, proc.stdout
+        return proc
+
+
+def write_model_copy(model_dir: Path) -> tuple[Path, Path]:
+    """The example model, with its seed taken from a local module it imports."""
+    text = EXAMPLE_MODEL.read_text()
+    assert "torch.manual_seed(7)" in text and "from __future__ import annotations\n" in text
+    text = text.replace("from __future__ import annotations\n",
+                        "from __future__ import annotations\n\nimport tcn_seed\n", 1)
+    text = text.replace("torch.manual_seed(7)", "torch.manual_seed(tcn_seed.SEED)")
+    model = model_dir / "model.py"
+    model.write_text(text)
+    seed = model_dir / "tcn_seed.py"
+    seed.write_text("SEED = 7\n")
+    return model, seed
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("cmake_project")
+    src = root / "src"
+    shutil.copytree(PROJECT, src)
+    model_dir = root / "model"
+    model_dir.mkdir()
+    model, seed = write_model_copy(model_dir)
+    build = root / "build"
+    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", src, "-B", build,
+                f"-DESPDL_STREAMING_ROOT={REPO}", f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}",
+                f"-DTCN_MODEL={model}:build"])
+    assert proc.returncode == 0, proc.stdout
+    first = run([CMAKE, "--build", build])
+    assert first.returncode == 0, first.stdout
+    return Project(root, build, model, seed, first)
+
+
+def test_first_build_quantizes_once_and_links(project: Project) -> None:
+    assert project.first.stdout.count(QUANTIZING) == 1
+    assert LINKING in project.first.stdout
+    for suffix in (".espdl", ".offline.espdl", ".hpp", ".cpp", ".report.json", "_espdl.S"):
+        assert (project.out_dir / f"tcn{suffix}").is_file(), suffix
+
+
+def test_embedded_model_and_generated_constants(project: Project) -> None:
+    espdl = project.out_dir / "tcn.espdl"
+    proc = run([project.build / "check_tcn", espdl])
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout
+    assert "FAIL" not in proc.stdout
+    values = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    assert int(values["embedded_bytes"]) == espdl.stat().st_size
+    assert espdl.read_bytes()[:4] == b"EDL2"
+
+    report = json.loads((project.out_dir / "tcn.report.json").read_text())
+    assert int(values["chunk_frames"]) == report["chunk_frames"] == 3
+    assert int(values["feature_dim"]) == report["feature_dim"] == 16
+    assert int(values["output_count"]) == len(report["outputs"])
+    assert int(values["espdl_bytes"]) == report["espdl_bytes"] == espdl.stat().st_size
+
+
+def test_second_build_does_nothing(project: Project) -> None:
+    proc = project.build_again()
+    print(proc.stdout)
+    assert "ninja: no work to do" in proc.stdout
+    assert QUANTIZING not in proc.stdout
+
+
+def test_touching_an_unrelated_source_does_not_quantize(project: Project) -> None:
+    (project.root / "src" / "check_tcn.cpp").touch()
+    proc = project.build_again()
+    assert QUANTIZING not in proc.stdout
+    assert "check_tcn.cpp.o" in proc.stdout
+    assert LINKING in proc.stdout
+
+
+def test_touching_the_model_reruns_the_quantizer(project: Project) -> None:
+    espdl = project.out_dir / "tcn.espdl"
+    before = espdl.read_bytes()
+    time.sleep(0.01)
+    os.utime(project.model)
+    proc = project.build_again()
+    print(proc.stdout)
+    assert proc.stdout.count(QUANTIZING) == 1
+    if espdl.read_bytes() == before:
+        # Unchanged outputs are not rewritten; ninja's restat then skips reassembling/relinking.
+        assert LINKING not in proc.stdout
+    else:
+        assert LINKING in proc.stdout
+    assert "ninja: no work to do" in project.build_again().stdout
+
+
+def test_editing_an_imported_module_reruns_and_relinks(project: Project) -> None:
+    espdl = project.out_dir / "tcn.espdl"
+    before = espdl.read_bytes()
+    project.seed_module.write_text("SEED = 8\n")
+    proc = project.build_again()
+    print(proc.stdout)
+    assert proc.stdout.count(QUANTIZING) == 1, "the depfile must list the imported module"
+    assert espdl.read_bytes() != before
+    assert "tcn_espdl.S.o" in proc.stdout
+    assert LINKING in proc.stdout
+    check = run([project.build / "check_tcn", espdl])
+    assert check.returncode == 0, check.stdout
+
+
+def test_generated_asm_assembles_for_chip_assemblers(project: Project, tmp_path: Path) -> None:
+    """The .S uses only GNU as syntax shared by Xtensa, RISC-V and host ELF."""
+    assemblers = [a for a in ("xtensa-esp32s3-elf-as", "xtensa-lx106-elf-as", "riscv32-esp-elf-as",
+                              "riscv64-unknown-elf-as") if shutil.which(a)]
+    readelf = shutil.which("readelf")
+    if not assemblers or readelf is None or shutil.which("cpp") is None:
+        pytest.skip("no Xtensa/RISC-V assembler on PATH (apt: binutils-xtensa-lx106, "
+                    "binutils-riscv64-unknown-elf)")
+    pre = tmp_path / "tcn_espdl.s"
+    proc = run(["cpp", "-P", "-undef", "-x", "assembler-with-cpp", project.out_dir / "tcn_espdl.S",
+                "-o", pre])
+    assert proc.returncode == 0, proc.stdout
+    size = (project.out_dir / "tcn.espdl").stat().st_size
+    for assembler in assemblers:
+        obj = tmp_path / f"{assembler}.o"
+        proc = run([assembler, pre, "-o", obj])
+        assert proc.returncode == 0, proc.stdout
+        sections = run([readelf, "-S", "-W", obj]).stdout
+        line = next(ln for ln in sections.splitlines() if ".rodata.espdl_streaming_tcn_espdl" in ln)
+        assert line.split()[-1] == "16", f"{assembler}: section not 16-byte aligned: {line}"
+        symbols = run([readelf, "-s", "-W", obj]).stdout
+        sym = next(ln.split() for ln in symbols.splitlines() if ln.endswith(" espdl_streaming_tcn_espdl"))
+        assert int(sym[2]) == size and sym[3] == "OBJECT" and sym[4] == "GLOBAL", (assembler, sym)
+
+
+# --- bad arguments stop the configure ------------------------------------------------------------
+
+GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
+
+
+@pytest.mark.parametrize(
+    ("calls", "message"),
+    [
+        (["2tcn " + GOOD],
+         "espdl_streaming_add_model(2tcn): the model name must be a C identifier"),
+        (["kws-model " + GOOD], "espdl_streaming_add_model(kws-model): the model name must be a C identifier"),
+        (["class " + GOOD], "espdl_streaming_add_model(class): the model name 'class' is a C++ keyword"),
+        (["tcn TARGET app MODEL missing.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
+         "espdl_streaming_add_model(tcn): MODEL file 'missing.py' not found"),
+        (["tcn TARGET app MODEL model.py INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
+         "espdl_streaming_add_model(tcn): MODEL must be <file.py>:<factory> or <file.onnx>"),
+        (["tcn " + GOOD + " BITS 12"], "espdl_streaming_add_model(tcn): BITS must be 8 or 16, got '12'"),
+        (["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 x 24 CHUNK_FRAMES 3"],
+         "espdl_streaming_add_model(tcn): INPUT_SHAPE dimensions must be positive integers"),
+        (["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 0"],
+         "espdl_streaming_add_model(tcn): CHUNK_FRAMES must be a positive integer, got '0'"),
+        (["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24"],
+         "espdl_streaming_add_model(tcn): CHUNK_FRAMES is required"),
+        (["tcn " + GOOD + " PLACEMENT PARTITION"],
+         "espdl_streaming_add_model(tcn): PLACEMENT must be 'RODATA' or 'PARTITION <label>'"),
+        (["tcn " + GOOD + " CALIBRATION calib.txt"],
+         "espdl_streaming_add_model(tcn): CALIBRATION must be <file.npy>, <file.npz> or <file.py>:<function>"),
+        (["tcn TARGET nope MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
+         "espdl_streaming_add_model(tcn): TARGET 'nope' is not a target"),
+        (["tcn " + GOOD, "tcn " + GOOD],
+         "espdl_streaming_add_model(tcn): a model named 'tcn' is already declared"),
+    ],
+    ids=["digit-name", "dash-name", "keyword-name", "missing-model", "model-no-factory", "bits-12",
+         "shape-not-int", "chunk-zero", "chunk-missing", "partition-no-label", "calibration-kind",
+         "no-target", "duplicate"],
+)
+def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message: str) -> None:
+    (tmp_path / "model.py").write_text("def build():\n    raise NotImplementedError\n")
+    (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
+    lines = [
+        "cmake_minimum_required(VERSION 3.20)",
+        "project(bad C CXX ASM)",
+        f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
+        "add_executable(app main.cpp)",
+        *[f"espdl_streaming_add_model({call})" for call in calls],
+    ]
+    (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
+    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path,
+                "-B", tmp_path / "build", f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])
+    assert proc.returncode != 0
+    assert message in flat(proc.stdout), proc.stdout
+
+
+def test_missing_python_modules_fail_the_build_not_the_configure(tmp_path: Path) -> None:
+    """An interpreter without torch/esp-ppq: configure passes, the build prints the pip command."""
+    bare = tmp_path / "bare-python"
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')  # -S: no site-packages
+    bare.chmod(0o755)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    model, _ = write_model_copy(model_dir)
+    build = tmp_path / "build"
+    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", PROJECT, "-B", build,
+                f"-DESPDL_STREAMING_ROOT={REPO}", f"-DESPDL_STREAMING_PYTHON={bare}",
+                f"-DTCN_MODEL={model}:build"])
+    assert proc.returncode == 0, proc.stdout
+    proc = run([CMAKE, "--build", build])
+    assert proc.returncode != 0
+    assert f"{bare} -m pip install -r {REPO / 'python' / 'requirements.txt'}" in proc.stdout, proc.stdout
+    assert re.search(r"Python modules missing from .*: .*esp_ppq", proc.stdout), proc.stdout
+    assert QUANTIZING not in proc.stdout

@@ -1,0 +1,256 @@
+"""The ESP-IDF integration (project_include.cmake, CMakeLists.txt, Kconfig), built for real.
+
+Builds projects for ESP-IDF's `linux` target, where the host gcc stands in for the chip's
+toolchain: ESP-DL does not exist there, so nothing runs the model, but espdl_streaming_add_model
+must quantize, embed and compile exactly as on a chip. Needs an ESP-IDF (tools/setup_idf_dev.sh
+prepares one; source its espdl_streaming_env.sh) and runs with the component manager off, so the
+component is added through EXTRA_COMPONENT_DIRS as a symlink named espdl_streaming (ESP-IDF names
+a component after its directory, and a clone may be called anything).
+
+ESPDL_STREAMING_TEST_PYTHON selects the interpreter that runs the model tool (default: this one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_MODEL = REPO / "examples" / "tcn" / "model.py"
+TOOL_PYTHON = os.environ.get("ESPDL_STREAMING_TEST_PYTHON", sys.executable)
+QUANTIZING = "espdl_streaming: quantizing tcn for esp32p4"
+
+
+def _idf_python() -> str | None:
+    env_path = os.environ.get("IDF_PYTHON_ENV_PATH")
+    if env_path and (Path(env_path) / "bin" / "python").exists():
+        return str(Path(env_path) / "bin" / "python")
+    return None
+
+
+IDF_PATH = os.environ.get("IDF_PATH")
+IDF_PYTHON = _idf_python()
+if not IDF_PATH:
+    pytestmark = pytest.mark.skip(
+        reason="IDF_PATH is not set: run tools/setup_idf_dev.sh and source "
+               "<idf>/espdl_streaming_env.sh to build for ESP-IDF's linux target")
+elif IDF_PYTHON is None:
+    pytestmark = pytest.mark.skip(
+        reason="IDF_PYTHON_ENV_PATH does not name the Python env of idf.py (tools/setup_idf_dev.sh)")
+
+ROOT_CMAKELISTS = """\
+cmake_minimum_required(VERSION 3.22)
+set(EXTRA_COMPONENT_DIRS "{components}")
+set(COMPONENTS main)
+include($ENV{{IDF_PATH}}/tools/cmake/project.cmake)
+project(espdl_streaming_idf_check)
+"""
+
+# Prints what was linked, then exits (a linux-target app otherwise keeps its scheduler running).
+MAIN_CPP = """\
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include "tcn.hpp"
+
+extern "C" const uint8_t espdl_streaming_tcn_espdl[];
+extern "C" const uint8_t espdl_streaming_tcn_espdl_end[];
+
+extern "C" void app_main(void)
+{
+    const uint8_t *p = espdl_streaming_tcn_espdl;
+    std::printf("espdl_bytes=%zu aligned=%d magic=%.4s chunk_frames=%u feature_dim=%u\\n",
+                static_cast<size_t>(espdl_streaming_tcn_espdl_end - p),
+                static_cast<int>(reinterpret_cast<uintptr_t>(p) % 16 == 0), p,
+                static_cast<unsigned>(espdl_streaming::models::tcn::chunk_frames),
+                static_cast<unsigned>(espdl_streaming::models::tcn::feature_dim));
+    std::fflush(stdout);
+    std::exit(0);
+}
+"""
+
+PARTITION_MAIN_CPP = """\
+#include "tcn.hpp"
+extern "C" void app_main(void) {}
+"""
+
+
+def idf_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(IDF_COMPONENT_MANAGER="0", IDF_PYTHON_CHECK_CONSTRAINTS="no",
+               ESPDL_STREAMING_PYTHON=TOOL_PYTHON)
+    return env
+
+
+def idf(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert IDF_PATH is not None and IDF_PYTHON is not None
+    cmd = [IDF_PYTHON, str(Path(IDF_PATH) / "tools" / "idf.py"), *args]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=project, env=idf_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=900)
+    print(f"$ idf.py {' '.join(args)}  ({time.monotonic() - start:.2f} s, exit {proc.returncode})")
+    return proc
+
+
+def steps(output: str) -> list[str]:
+    """The ninja steps of a build (`[n/m] what`)."""
+    return [m.group(1) for m in re.finditer(r"^\[\d+/\d+\] (.*)$", output, re.M)]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def make_project(root: Path, main_cmake: str, main_cpp: str, *, seed: int = 7,
+                 partitions: str | None = None) -> Path:
+    components = root / "components"
+    components.mkdir()
+    (components / "espdl_streaming").symlink_to(REPO, target_is_directory=True)
+    project = root / "project"
+    (project / "main").mkdir(parents=True)
+    (project / "CMakeLists.txt").write_text(ROOT_CMAKELISTS.format(components=components))
+    (project / "main" / "CMakeLists.txt").write_text(main_cmake)
+    (project / "main" / "main.cpp").write_text(main_cpp)
+    write_model(project / "main" / "tcn_model.py", seed)
+    if partitions is not None:
+        (project / "partitions.csv").write_text(partitions)
+        (project / "sdkconfig.defaults").write_text(
+            'CONFIG_PARTITION_TABLE_CUSTOM=y\nCONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"\n')
+    proc = idf(project, "--preview", "set-target", "linux")
+    assert proc.returncode == 0, proc.stdout
+    return project
+
+
+def write_model(path: Path, seed: int) -> None:
+    text = EXAMPLE_MODEL.read_text()
+    assert "torch.manual_seed(7)" in text
+    path.write_text(text.replace("torch.manual_seed(7)", f"torch.manual_seed({seed})"))
+
+
+@dataclass
+class Built:
+    project: Path
+    first: subprocess.CompletedProcess[str]
+
+    @property
+    def out_dir(self) -> Path:
+        return self.project / "build" / "esp-idf" / "main" / "espdl_streaming" / "tcn"
+
+
+@pytest.fixture(scope="module")
+def rodata_project(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = tmp_path_factory.mktemp("idf_rodata")
+    project = make_project(
+        root,
+        "idf_component_register(SRCS \"main.cpp\" PRIV_REQUIRES espdl_streaming)\n"
+        "espdl_streaming_add_model(tcn MODEL tcn_model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3)\n",
+        MAIN_CPP)
+    first = idf(project, "build")
+    assert first.returncode == 0, first.stdout
+    return Built(project, first)
+
+
+def test_build_runs_the_quantizer_and_embeds_the_model(rodata_project: Built) -> None:
+    out = rodata_project.first.stdout
+    assert out.count(QUANTIZING) == 1
+    espdl = rodata_project.out_dir / "tcn.espdl"
+    assert espdl.is_file()
+    elf = rodata_project.project / "build" / "espdl_streaming_idf_check.elf"
+    run = subprocess.run([str(elf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=30)
+    print(run.stdout)
+    assert run.returncode == 0
+    assert (f"espdl_bytes={espdl.stat().st_size} aligned=1 magic=EDL2 chunk_frames=3 feature_dim=16"
+            in run.stdout)
+
+
+def test_kconfig_defaults_reach_the_tool(rodata_project: Built) -> None:
+    ninja = (rodata_project.project / "build" / "build.ninja").read_text()
+    command = next(line for line in ninja.splitlines()
+                   if "-m espdl_streaming build" in line and "--name tcn" in line)
+    assert "--target esp32p4" in command  # CONFIG_ESPDL_STREAMING_HOST_CHIP on linux
+    assert "--calib-steps 32" in command
+    assert "--verify-chunks 8" in command
+    assert f"{TOOL_PYTHON} -m espdl_streaming" in command
+
+
+def test_second_build_does_nothing(rodata_project: Built) -> None:
+    proc = idf(rodata_project.project, "build")
+    print(proc.stdout[-300:])
+    assert proc.returncode == 0
+    assert "ninja: no work to do" in proc.stdout
+    assert QUANTIZING not in proc.stdout
+
+
+def test_editing_the_model_reruns_only_the_quantizer_and_relinks(rodata_project: Built) -> None:
+    write_model(rodata_project.project / "main" / "tcn_model.py", seed=8)
+    proc = idf(rodata_project.project, "build")
+    assert proc.returncode == 0, proc.stdout
+    ran = steps(proc.stdout)
+    print("\n".join(ran))
+    assert ran.count(QUANTIZING) == 1
+    allowed = re.compile(
+        r"Re-checking globbed directories|espdl_streaming: quantizing tcn"
+        r"|Building (CXX|ASM) object esp-idf/main/.*/espdl_streaming/tcn/tcn(\.cpp|_espdl\.S)\.o"
+        r"|Building CXX object esp-idf/main/.*/main\.cpp\.o"  # includes tcn.hpp
+        r"|Linking C(XX)? static library esp-idf/main/libmain\.a"
+        r"|Linking CXX executable espdl_streaming_idf_check\.elf")
+    assert [s for s in ran if not allowed.search(s)] == []
+    assert any("Linking CXX executable" in s for s in ran)
+    assert "ninja: no work to do" in idf(rodata_project.project, "build").stdout
+
+
+PARTITION_MAIN_CMAKE = (
+    "idf_component_register(SRCS \"main.cpp\" PRIV_REQUIRES espdl_streaming esp_partition)\n"
+    "espdl_streaming_add_model(tcn MODEL tcn_model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3\n"
+    "                          PLACEMENT PARTITION model)\n")
+TABLE = ("# Name, Type, SubType, Offset, Size, Flags\n"
+         "nvs,      data, nvs,     0x9000,  0x6000,\n"
+         "phy_init, data, phy,     0xf000,  0x1000,\n"
+         "factory,  app,  factory, 0x10000, 1M,\n")
+
+
+def test_too_small_partition_fails_the_build_with_the_size(tmp_path: Path) -> None:
+    project = make_project(tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP,
+                           partitions=TABLE + "model,    data, spiffs,  ,        4K,\n")
+    proc = idf(project, "build")
+    out = flat(proc.stdout)
+    assert proc.returncode != 0
+    espdl = project / "build" / "esp-idf" / "main" / "espdl_streaming" / "tcn" / "tcn.espdl"
+    size = espdl.stat().st_size
+    if size <= 4096:
+        pytest.skip(f"the example model is only {size} bytes: a 4K partition holds it")
+    needed = (size + 4095) // 4096 * 4096
+    assert (f"espdl_streaming_add_model(tcn): tcn.espdl is {size} bytes but partition 'model' is "
+            f"4096 bytes (0x1000). It needs at least {needed} bytes ({needed:#x})") in out, proc.stdout
+    assert f"model, data, spiffs, , {needed // 1024}K," in out
+
+
+def test_missing_partition_fails_the_build_with_the_line_to_add(tmp_path: Path) -> None:
+    project = make_project(tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP, partitions=TABLE)
+    proc = idf(project, "build")
+    out = flat(proc.stdout)
+    assert proc.returncode != 0
+    assert "espdl_streaming_add_model(tcn): PARTITION 'model' is not in the partition table" in out, \
+        proc.stdout
+    assert "add this line to the table" in out and "model, data, spiffs, ," in out
+
+
+def test_partition_that_fits_builds_and_preloads_emulated_flash(tmp_path: Path) -> None:
+    project = make_project(tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP,
+                           partitions=TABLE + "model,    data, spiffs,  ,        1M,\n")
+    proc = idf(project, "build")
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.count(QUANTIZING) == 1
+    espdl = project / "build" / "esp-idf" / "main" / "espdl_streaming" / "tcn" / "tcn.espdl"
+    manifest = project / "build" / "linux_flash_data.txt"
+    if manifest.exists():  # ESP-IDF with esp_partition_register_target
+        assert str(espdl) in manifest.read_text()
