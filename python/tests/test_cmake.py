@@ -38,10 +38,11 @@ def _find_ninja() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-CMAKE = shutil.which("cmake")
-NINJA = _find_ninja()
+CMAKE = shutil.which("cmake") or "cmake"
+NINJA = _find_ninja() or "ninja"
 pytestmark = pytest.mark.skipif(
-    CMAKE is None or NINJA is None, reason="needs cmake and ninja on PATH (pip install ninja)"
+    shutil.which(CMAKE) is None or shutil.which(NINJA) is None,
+    reason="needs cmake and ninja on PATH (pip install ninja)",
 )
 
 
@@ -214,7 +215,8 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
     [
         (["2tcn " + GOOD],
          "espdl_streaming_add_model(2tcn): the model name must be a C identifier"),
-        (["kws-model " + GOOD], "espdl_streaming_add_model(kws-model): the model name must be a C identifier"),
+        (["kws-model " + GOOD],
+         "espdl_streaming_add_model(kws-model): the model name must be a C identifier"),
         (["class " + GOOD], "espdl_streaming_add_model(class): the model name 'class' is a C++ keyword"),
         (["tcn TARGET app MODEL missing.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
          "espdl_streaming_add_model(tcn): MODEL file 'missing.py' not found"),
@@ -230,7 +232,8 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
         (["tcn " + GOOD + " PLACEMENT PARTITION"],
          "espdl_streaming_add_model(tcn): PLACEMENT must be 'RODATA' or 'PARTITION <label>'"),
         (["tcn " + GOOD + " CALIBRATION calib.txt"],
-         "espdl_streaming_add_model(tcn): CALIBRATION must be <file.npy>, <file.npz> or <file.py>:<function>"),
+         "espdl_streaming_add_model(tcn): CALIBRATION must be <file.npy>, <file.npz> or "
+         "<file.py>:<function>"),
         (["tcn TARGET nope MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
          "espdl_streaming_add_model(tcn): TARGET 'nope' is not a target"),
         (["tcn " + GOOD, "tcn " + GOOD],

@@ -1,0 +1,514 @@
+# espdl_streaming: plain-CMake core (no ESP-IDF).
+#
+# Turns one model declaration into a build step that runs
+# `python -m espdl_streaming build` (quantize with esp-ppq for a chip, convert to streaming,
+# verify bit-exact by host simulation, generate a typed C++ class), and compiles the generated
+# glue plus the streaming .espdl bytes into a target. ESP-IDF projects use the wrapper in
+# ../project_include.cmake; plain CMake projects include this file directly:
+#
+#   cmake_minimum_required(VERSION 3.20)
+#   project(app C CXX ASM)                      # ASM: the model bytes are embedded with .incbin
+#   include(<component>/cmake/espdl_streaming.cmake)
+#   espdl_streaming_add_host_runtime(espdl_streaming_runtime)
+#   add_executable(app main.cpp)
+#   target_link_libraries(app PRIVATE espdl_streaming_runtime)
+#   espdl_streaming_add_model(kws TARGET app
+#       MODEL model/tcn.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3
+#       [CHIP esp32p4] [CALIBRATION model/calib.npy] [CALIB_STEPS 32] [BITS 8|16]
+#       [VERIFY_CHUNKS 8] [PLACEMENT RODATA | PLACEMENT PARTITION <label>]
+#       [PYTHON <interpreter>] [DEPENDS <file>...])
+#
+# espdl_streaming_add_model(<name> TARGET <target> MODEL <file.py:factory | file.onnx>
+#                           INPUT_SHAPE <dim>... CHUNK_FRAMES <n> ...)
+#   <name>         C identifier; names the generated class espdl_streaming::models::<name>,
+#                  the files <name>.espdl/.hpp/.cpp/.report.json and the symbol
+#                  espdl_streaming_<name>_espdl. Unique within the build.
+#   TARGET         target that compiles <name>.cpp (and, for RODATA, the model bytes); it gets
+#                  the generated directory on its include path (#include "<name>.hpp").
+#   MODEL          a Python file and the factory returning the torch module, or an ONNX file.
+#   INPUT_SHAPE    the offline input shape in torch layout, e.g. 1 16 24 (batch, features, frames).
+#   CHUNK_FRAMES   frames per streaming step.
+#   CHIP           chip to quantize for (default: ESPDL_STREAMING_CHIP, else esp32p4).
+#   CALIBRATION    .npy/.npz file or file.py:function; without it random data is used.
+#   CALIB_STEPS, BITS, VERIFY_CHUNKS: passed to the tool as --calib-steps, --bits, --verify-chunks.
+#   PLACEMENT      RODATA (default): the bytes are linked into TARGET, 16-byte aligned.
+#                  PARTITION <label>: the glue loads from a flash data partition; flashing the
+#                  .espdl there is the caller's job (the ESP-IDF wrapper does it).
+#   PYTHON         interpreter with the tool's requirements (default: ESPDL_STREAMING_PYTHON
+#                  cache variable, then the ESPDL_STREAMING_PYTHON environment variable, then
+#                  find_package(Python3)).
+#   DEPENDS        extra files whose change regenerates the model.
+#   Relative paths are resolved against the calling CMakeLists.txt's directory.
+#
+# The generated files live in ${CMAKE_CURRENT_BINARY_DIR}/espdl_streaming/<name>/; the custom
+# target espdl_streaming_<name> builds them. Its properties ESPDL_STREAMING_FILE (the streaming
+# .espdl), ESPDL_STREAMING_OUT_DIR, ESPDL_STREAMING_PLACEMENT (RODATA or PARTITION) and
+# ESPDL_STREAMING_PARTITION (label) tell wrappers what was declared.
+#
+# espdl_streaming_add_host_runtime(<target>)
+#   A static library of the C++ runtime for host builds (no ESP-DL: src/*.cpp without the
+#   dl::Model backend), with the public include directory.
+
+include_guard(GLOBAL)
+
+if(CMAKE_VERSION VERSION_LESS 3.20)
+    message(FATAL_ERROR "espdl_streaming needs CMake >= 3.20 (DEPFILE on every generator), "
+                        "this is ${CMAKE_VERSION}")
+endif()
+
+# Global properties, not variables: this file may be included from a function scope (ESP-IDF
+# includes project_include.cmake files inside its build functions).
+get_filename_component(__espdl_streaming_dir "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
+set_property(GLOBAL PROPERTY ESPDL_STREAMING_COMPONENT_DIR "${__espdl_streaming_dir}")
+unset(__espdl_streaming_dir)
+
+set(ESPDL_STREAMING_PYTHON "" CACHE FILEPATH
+    "Python interpreter that runs the espdl_streaming model tool (needs python/requirements.txt)")
+
+# ---------------------------------------------------------------------------------------------
+# Private helpers
+
+function(__espdl_streaming_component_dir out)
+    get_property(dir GLOBAL PROPERTY ESPDL_STREAMING_COMPONENT_DIR)
+    set(${out} "${dir}" PARENT_SCOPE)
+endfunction()
+
+function(__espdl_streaming_fail name)
+    string(REPLACE ";" " " text "${ARGN}")
+    message(FATAL_ERROR "espdl_streaming_add_model(${name}): ${text}")
+endfunction()
+
+function(__espdl_streaming_check_positive_int name keyword value)
+    if(NOT "${value}" MATCHES "^[1-9][0-9]*$")
+        __espdl_streaming_fail(${name} "${keyword} must be a positive integer, got '${value}'")
+    endif()
+endfunction()
+
+# Resolves <file>[:<function>] against base_dir; checks the file exists and its kind.
+#   out_file, out_func: results; kinds: allowed extensions (py needs :function).
+function(__espdl_streaming_resolve_ref name keyword ref base_dir out_file out_func)
+    set(func "")
+    if("${ref}" MATCHES "^(.+\\.py):([A-Za-z_][A-Za-z0-9_]*)$")
+        set(file "${CMAKE_MATCH_1}")
+        set(func "${CMAKE_MATCH_2}")
+    else()
+        set(file "${ref}")
+    endif()
+    get_filename_component(ext "${file}" LAST_EXT)
+    string(TOLOWER "${ext}" ext)
+    if(keyword STREQUAL "MODEL")
+        set(allowed ".onnx")
+        set(form "<file.py>:<factory> or <file.onnx>")
+    else()
+        set(allowed ".npy" ".npz")
+        set(form "<file.npy>, <file.npz> or <file.py>:<function>")
+    endif()
+    if(func STREQUAL "" AND NOT ext IN_LIST allowed)
+        __espdl_streaming_fail(${name} "${keyword} must be ${form}, got '${ref}'")
+    endif()
+    get_filename_component(abs "${file}" ABSOLUTE BASE_DIR "${base_dir}")
+    if(NOT EXISTS "${abs}" OR IS_DIRECTORY "${abs}")
+        __espdl_streaming_fail(${name} "${keyword} file '${file}' not found (looked for ${abs})")
+    endif()
+    set(${out_file} "${abs}" PARENT_SCOPE)
+    set(${out_func} "${func}" PARENT_SCOPE)
+endfunction()
+
+# Every source of the tool: a change to any of them regenerates every model.
+function(__espdl_streaming_tool_sources out)
+    get_property(sources GLOBAL PROPERTY __ESPDL_STREAMING_TOOL_SOURCES)
+    get_property(done GLOBAL PROPERTY __ESPDL_STREAMING_TOOL_SOURCES SET)
+    if(NOT done)
+        __espdl_streaming_component_dir(dir)
+        file(GLOB_RECURSE sources CONFIGURE_DEPENDS LIST_DIRECTORIES false
+             "${dir}/python/espdl_streaming/*.py"
+             "${dir}/python/espdl_streaming/*.j2"
+             "${dir}/templates/*.j2")
+        list(SORT sources)
+        set_property(GLOBAL PROPERTY __ESPDL_STREAMING_TOOL_SOURCES "${sources}")
+    endif()
+    set(${out} "${sources}" PARENT_SCOPE)
+endfunction()
+
+# A target that fails the build with a message; deleting the included stamp makes the next
+# build re-run CMake, so the check that created the target is made again.
+function(__espdl_streaming_fail_at_build_time target)
+    set(stamp "${CMAKE_BINARY_DIR}/CMakeFiles/${target}.rerun.cmake")
+    file(WRITE "${stamp}" "")
+    include("${stamp}")
+    set(lines)
+    foreach(line IN LISTS ARGN)
+        list(APPEND lines COMMAND "${CMAKE_COMMAND}" -E echo "${line}")
+    endforeach()
+    add_custom_target(${target} ALL
+        ${lines}
+        COMMAND "${CMAKE_COMMAND}" -E remove -f "${stamp}"
+        COMMAND "${CMAKE_COMMAND}" -E false
+        VERBATIM)
+endfunction()
+
+# Cheap configure-time check that <python> can run the tool: find_spec only, no import.
+# A failure becomes a target that fails the build (not the configure) with the install command.
+# Returns in <out> the name of that target, or "" when everything was found.
+function(__espdl_streaming_check_python python out)
+    string(MAKE_C_IDENTIFIER "${python}" key)
+    get_property(checked GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_${key} SET)
+    if(checked)
+        get_property(result GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_${key})
+        set(${out} "${result}" PARENT_SCOPE)
+        return()
+    endif()
+    # The modules the tool needs; find_spec locates them without importing anything.
+    set(modules "esp_ppq', 'torch', 'jinja2', 'numpy', 'flatbuffers")
+    execute_process(
+        COMMAND "${python}" -c
+            "import importlib.util as u; print(' '.join(m for m in ['${modules}'] if u.find_spec(m) is None))"
+        RESULT_VARIABLE rc
+        OUTPUT_VARIABLE missing
+        ERROR_VARIABLE err
+        OUTPUT_STRIP_TRAILING_WHITESPACE)
+    __espdl_streaming_component_dir(dir)
+    set(requirements "${dir}/python/requirements.txt")
+    set(result "")
+    if(NOT rc EQUAL 0 OR NOT missing STREQUAL "")
+        get_property(n GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_COUNT)
+        if(NOT n)
+            set(n 0)
+        endif()
+        math(EXPR n "${n} + 1")
+        set_property(GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_COUNT ${n})
+        set(result "espdl_streaming_python_check_${n}")
+        if(NOT rc EQUAL 0)
+            string(STRIP "${err}" err)
+            set(what "cannot run '${python}' (${rc}: ${err})")
+        else()
+            set(what "Python modules missing from '${python}': ${missing}")
+        endif()
+        message(STATUS "espdl_streaming: ${what}; models will fail to build")
+        __espdl_streaming_fail_at_build_time(${result}
+            "error: espdl_streaming: ${what}"
+            "Install the model tool's requirements with:"
+            "    ${python} -m pip install -r ${requirements}"
+            "or choose another interpreter with -DESPDL_STREAMING_PYTHON=<python>.")
+    endif()
+    set_property(GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_${key} "${result}")
+    set(${out} "${result}" PARENT_SCOPE)
+endfunction()
+
+function(__espdl_streaming_default_python out)
+    if(ESPDL_STREAMING_PYTHON)
+        set(python "${ESPDL_STREAMING_PYTHON}")
+    elseif(DEFINED ENV{ESPDL_STREAMING_PYTHON} AND NOT "$ENV{ESPDL_STREAMING_PYTHON}" STREQUAL "")
+        set(python "$ENV{ESPDL_STREAMING_PYTHON}")
+    else()
+        find_package(Python3 COMPONENTS Interpreter QUIET)
+        set(python "${Python3_EXECUTABLE}")
+    endif()
+    set(${out} "${python}" PARENT_SCOPE)
+endfunction()
+
+# The 16-byte aligned, .incbin-based assembly file that defines espdl_streaming_<name>_espdl
+# and espdl_streaming_<name>_espdl_end. GNU as syntax common to Xtensa, RISC-V and host ELF
+# targets; preprocessed (.S) only to add the host's non-executable-stack note.
+function(__espdl_streaming_write_asm name espdl asm)
+    set(sym "espdl_streaming_${name}_espdl")
+    set(content "/* Generated by espdl_streaming (cmake/espdl_streaming.cmake): do not edit.
+ * The streaming model ${name}.espdl, 16-byte aligned as ESP-DL's rodata loader requires. */
+    .section .rodata.${sym}, \"a\"
+    .balign 16
+    .global ${sym}
+    .type ${sym}, STT_OBJECT
+${sym}:
+    .incbin \"${espdl}\"
+    .global ${sym}_end
+${sym}_end:
+    .size ${sym}, ${sym}_end - ${sym}
+#if defined(__linux__) && defined(__ELF__)
+    .section .note.GNU-stack, \"\", %progbits
+#endif
+")
+    # file(CONFIGURE) rewrites only when the content changes: no needless reassembly.
+    file(CONFIGURE OUTPUT "${asm}" CONTENT "${content}" @ONLY)
+endfunction()
+
+# ---------------------------------------------------------------------------------------------
+# The shared implementation behind both public espdl_streaming_add_model() functions. Every
+# argument is explicit here; the wrappers fill in their defaults.
+#   __espdl_streaming_add_model(<name> TARGET <t> CHIP <chip> PYTHON <python> BASE_DIR <dir>
+#       MODEL ... INPUT_SHAPE ... CHUNK_FRAMES ... [CALIBRATION ...] [CALIB_STEPS ...]
+#       [BITS ...] [VERIFY_CHUNKS ...] [PLACEMENT ...] [DEPENDS ...])
+function(__espdl_streaming_add_model name)
+    set(single TARGET CHIP PYTHON BASE_DIR MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS
+               VERIFY_CHUNKS)
+    set(multi INPUT_SHAPE PLACEMENT DEPENDS)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "" "${single}" "${multi}")
+
+    # -- name ------------------------------------------------------------------------------
+    string(MAKE_C_IDENTIFIER "${name}" ident)
+    if(name STREQUAL "" OR NOT ident STREQUAL name)
+        __espdl_streaming_fail("${name}" "the model name must be a C identifier "
+                               "(letters, digits, '_', not starting with a digit), e.g. '${ident}'")
+    endif()
+    # C++ keywords cannot name the generated class.
+    set(keywords
+        alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t
+        char16_t char32_t class compl concept const consteval constexpr constinit const_cast
+        continue co_await co_return co_yield decltype default delete do double dynamic_cast else
+        enum explicit export extern false float for friend goto if inline int long mutable
+        namespace new noexcept not not_eq nullptr operator or or_eq private protected public
+        register reinterpret_cast requires return short signed sizeof static static_assert
+        static_cast struct switch template this thread_local throw true try typedef typeid
+        typename union unsigned using virtual void volatile wchar_t while xor xor_eq)
+    if(name IN_LIST keywords)
+        __espdl_streaming_fail(${name} "the model name '${name}' is a C++ keyword")
+    endif()
+    get_property(declared GLOBAL PROPERTY ESPDL_STREAMING_MODELS)
+    if(name IN_LIST declared)
+        get_property(where GLOBAL PROPERTY __ESPDL_STREAMING_MODEL_${name}_DIR)
+        __espdl_streaming_fail(${name} "a model named '${name}' is already declared "
+                               "(in ${where}); model names must be unique in a build")
+    endif()
+    if(arg_UNPARSED_ARGUMENTS)
+        __espdl_streaming_fail(${name} "unknown arguments: ${arg_UNPARSED_ARGUMENTS}")
+    endif()
+
+    # -- required arguments ------------------------------------------------------------------
+    foreach(kw TARGET MODEL CHUNK_FRAMES CHIP PYTHON BASE_DIR)
+        if(NOT DEFINED arg_${kw} OR "${arg_${kw}}" STREQUAL "")
+            __espdl_streaming_fail(${name} "${kw} is required")
+        endif()
+    endforeach()
+    if(NOT arg_INPUT_SHAPE)
+        __espdl_streaming_fail(${name} "INPUT_SHAPE is required, e.g. INPUT_SHAPE 1 16 24")
+    endif()
+    if(NOT TARGET ${arg_TARGET})
+        __espdl_streaming_fail(${name} "TARGET '${arg_TARGET}' is not a target")
+    endif()
+    get_target_property(target_type ${arg_TARGET} TYPE)
+    if(target_type STREQUAL "INTERFACE_LIBRARY")
+        __espdl_streaming_fail(${name} "TARGET '${arg_TARGET}' is an interface library "
+                               "(no sources); give the component a source file or pass another TARGET")
+    endif()
+
+    # -- shapes and numbers ------------------------------------------------------------------
+    list(LENGTH arg_INPUT_SHAPE rank)
+    if(rank LESS 2)
+        __espdl_streaming_fail(${name} "INPUT_SHAPE needs at least 2 dimensions "
+                               "(batch, features..., frames), got '${arg_INPUT_SHAPE}'")
+    endif()
+    foreach(dim IN LISTS arg_INPUT_SHAPE)
+        if(NOT dim MATCHES "^[1-9][0-9]*$")
+            __espdl_streaming_fail(${name} "INPUT_SHAPE dimensions must be positive integers, "
+                                   "got '${dim}' in '${arg_INPUT_SHAPE}'")
+        endif()
+    endforeach()
+    __espdl_streaming_check_positive_int(${name} CHUNK_FRAMES "${arg_CHUNK_FRAMES}")
+    set(bits 8)
+    if(DEFINED arg_BITS)
+        if(NOT arg_BITS MATCHES "^(8|16)$")
+            __espdl_streaming_fail(${name} "BITS must be 8 or 16, got '${arg_BITS}'")
+        endif()
+        set(bits ${arg_BITS})
+    endif()
+    set(extra_flags)
+    if(DEFINED arg_CALIB_STEPS)
+        __espdl_streaming_check_positive_int(${name} CALIB_STEPS "${arg_CALIB_STEPS}")
+        list(APPEND extra_flags --calib-steps ${arg_CALIB_STEPS})
+    endif()
+    if(DEFINED arg_VERIFY_CHUNKS)
+        __espdl_streaming_check_positive_int(${name} VERIFY_CHUNKS "${arg_VERIFY_CHUNKS}")
+        list(APPEND extra_flags --verify-chunks ${arg_VERIFY_CHUNKS})
+    endif()
+    if(NOT arg_CHIP MATCHES "^[a-z0-9]+$")
+        __espdl_streaming_fail(${name} "CHIP must be a chip name such as esp32p4, got '${arg_CHIP}'")
+    endif()
+
+    # -- placement ----------------------------------------------------------------------------
+    set(placement RODATA)
+    set(partition "")
+    if(DEFINED arg_PLACEMENT OR "PLACEMENT" IN_LIST arg_KEYWORDS_MISSING_VALUES)
+        list(LENGTH arg_PLACEMENT n)
+        list(GET arg_PLACEMENT 0 placement)
+        if(n EQUAL 1 AND placement STREQUAL "RODATA")
+        elseif(n EQUAL 2 AND placement STREQUAL "PARTITION")
+            list(GET arg_PLACEMENT 1 partition)
+            # ESP-IDF partition labels: at most 16 characters.
+            if(NOT partition MATCHES "^[A-Za-z0-9_.-]+$" OR partition MATCHES "^.................")
+                __espdl_streaming_fail(${name} "PARTITION label must be 1 to 16 characters from "
+                                       "[A-Za-z0-9_.-], got '${partition}'")
+            endif()
+        else()
+            __espdl_streaming_fail(${name} "PLACEMENT must be 'RODATA' or 'PARTITION <label>', "
+                                   "got '${arg_PLACEMENT}'")
+        endif()
+    endif()
+
+    # -- files ----------------------------------------------------------------------------------
+    __espdl_streaming_resolve_ref(${name} MODEL "${arg_MODEL}" "${arg_BASE_DIR}" model_file model_func)
+    set(model_arg "${model_file}")
+    if(model_func)
+        set(model_arg "${model_file}:${model_func}")
+    endif()
+    set(deps "${model_file}")
+    if(DEFINED arg_CALIBRATION)
+        __espdl_streaming_resolve_ref(${name} CALIBRATION "${arg_CALIBRATION}" "${arg_BASE_DIR}"
+                                      calib_file calib_func)
+        set(calib_arg "${calib_file}")
+        if(calib_func)
+            set(calib_arg "${calib_file}:${calib_func}")
+        endif()
+        list(APPEND extra_flags --calibration "${calib_arg}")
+        list(APPEND deps "${calib_file}")
+    endif()
+    foreach(dep IN LISTS arg_DEPENDS)
+        get_filename_component(dep "${dep}" ABSOLUTE BASE_DIR "${arg_BASE_DIR}")
+        list(APPEND deps "${dep}")
+    endforeach()
+    __espdl_streaming_tool_sources(tool_sources)
+    list(REMOVE_DUPLICATES deps)
+
+    get_property(langs GLOBAL PROPERTY ENABLED_LANGUAGES)
+    if(placement STREQUAL "RODATA" AND NOT "ASM" IN_LIST langs)
+        __espdl_streaming_fail(${name} "RODATA placement embeds the model with an assembly file: "
+                               "enable ASM, e.g. project(<name> C CXX ASM)")
+    endif()
+
+    # -- the build step -------------------------------------------------------------------------
+    set(out_dir "${CMAKE_CURRENT_BINARY_DIR}/espdl_streaming/${name}")
+    file(MAKE_DIRECTORY "${out_dir}")
+    set(espdl "${out_dir}/${name}.espdl")
+    set(outputs
+        "${espdl}"
+        "${out_dir}/${name}.offline.espdl"
+        "${out_dir}/${name}.hpp"
+        "${out_dir}/${name}.cpp"
+        "${out_dir}/${name}.report.json")
+    set(depfile "${out_dir}/${name}.d")
+    string(REPLACE ";" "," shape_arg "${arg_INPUT_SHAPE}")
+    if(placement STREQUAL "RODATA")
+        set(placement_arg rodata)
+    else()
+        set(placement_arg "partition:${partition}")
+    endif()
+
+    __espdl_streaming_check_python("${arg_PYTHON}" python_check)
+
+    # Policy CMP0116 NEW: CMake rewrites the depfile's paths for Ninja; the tool writes absolute
+    # paths, correct under either setting, but OLD warns on 3.20+.
+    __espdl_streaming_component_dir(component_dir)
+    # PYTHONHASHSEED=0: esp-ppq's exporter iterates sets of names, so with Python's per-process
+    # hash randomisation the same inputs give differently laid-out .espdl bytes; a fixed seed
+    # makes the outputs reproducible (and a touched-but-unchanged model relinks nothing).
+    cmake_policy(PUSH)
+    cmake_policy(SET CMP0116 NEW)
+    add_custom_command(
+        OUTPUT ${outputs}
+        COMMAND "${CMAKE_COMMAND}" -E env "PYTHONPATH=${component_dir}/python" PYTHONHASHSEED=0
+                "${arg_PYTHON}" -m espdl_streaming build
+                --name ${name}
+                --model "${model_arg}"
+                --input-shape ${shape_arg}
+                --chunk-frames ${arg_CHUNK_FRAMES}
+                --target ${arg_CHIP}
+                --bits ${bits}
+                --placement ${placement_arg}
+                ${extra_flags}
+                --out-dir "${out_dir}"
+                --depfile "${depfile}"
+        DEPENDS ${deps} ${tool_sources}
+        DEPFILE "${depfile}"
+        WORKING_DIRECTORY "${arg_BASE_DIR}"
+        COMMENT "espdl_streaming: quantizing ${name} for ${arg_CHIP}"
+        VERBATIM)
+    cmake_policy(POP)
+
+    add_custom_target(espdl_streaming_${name} ALL DEPENDS ${outputs})
+    if(python_check)
+        add_dependencies(espdl_streaming_${name} ${python_check})
+    endif()
+    set_target_properties(espdl_streaming_${name} PROPERTIES
+        ESPDL_STREAMING_FILE "${espdl}"
+        ESPDL_STREAMING_OUT_DIR "${out_dir}"
+        ESPDL_STREAMING_PLACEMENT "${placement}"
+        ESPDL_STREAMING_PARTITION "${partition}"
+        ESPDL_STREAMING_CHIP "${arg_CHIP}")
+    set_property(DIRECTORY APPEND PROPERTY ADDITIONAL_CLEAN_FILES "${depfile}")
+
+    # -- the consuming target -------------------------------------------------------------------
+    set(sources "${out_dir}/${name}.cpp")
+    if(placement STREQUAL "RODATA")
+        set(asm "${out_dir}/${name}_espdl.S")
+        __espdl_streaming_write_asm(${name} "${espdl}" "${asm}")
+        list(APPEND sources "${asm}")
+        # .incbin is invisible to the compiler's dependency scan.
+        set_source_files_properties("${asm}" TARGET_DIRECTORY ${arg_TARGET} PROPERTIES
+            OBJECT_DEPENDS "${espdl}")
+    endif()
+    set_source_files_properties(${outputs} TARGET_DIRECTORY ${arg_TARGET} PROPERTIES GENERATED TRUE)
+    target_sources(${arg_TARGET} PRIVATE ${sources})
+    target_include_directories(${arg_TARGET} PUBLIC "${out_dir}")
+    add_dependencies(${arg_TARGET} espdl_streaming_${name})
+
+    set_property(GLOBAL APPEND PROPERTY ESPDL_STREAMING_MODELS ${name})
+    set_property(GLOBAL PROPERTY __ESPDL_STREAMING_MODEL_${name}_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+endfunction()
+
+# ---------------------------------------------------------------------------------------------
+# Public API for plain CMake projects (ESP-IDF's project_include.cmake defines its own
+# espdl_streaming_add_model with IDF defaults on top of the same implementation).
+
+function(espdl_streaming_add_model name)
+    set(single TARGET CHIP PYTHON MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS)
+    set(multi INPUT_SHAPE PLACEMENT DEPENDS)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "" "${single}" "${multi}")
+    if(NOT arg_CHIP)
+        if(ESPDL_STREAMING_CHIP)
+            set(arg_CHIP "${ESPDL_STREAMING_CHIP}")
+        else()
+            set(arg_CHIP esp32p4)
+        endif()
+    endif()
+    if(NOT arg_PYTHON)
+        __espdl_streaming_default_python(arg_PYTHON)
+        if(NOT arg_PYTHON)
+            __espdl_streaming_fail("${name}" "no Python interpreter found: set ESPDL_STREAMING_PYTHON")
+        endif()
+    endif()
+    set(forward)
+    foreach(kw IN LISTS single multi)
+        if(DEFINED arg_${kw} AND NOT kw MATCHES "^(CHIP|PYTHON)$")
+            list(APPEND forward ${kw} ${arg_${kw}})
+        endif()
+    endforeach()
+    if("PLACEMENT" IN_LIST arg_KEYWORDS_MISSING_VALUES)
+        list(APPEND forward PLACEMENT)
+    endif()
+    __espdl_streaming_add_model("${name}" CHIP "${arg_CHIP}" PYTHON "${arg_PYTHON}"
+                                BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}"
+                                ${forward} ${arg_UNPARSED_ARGUMENTS})
+endfunction()
+
+# Runtime sources per backend: "espdl" (chips, dl::Model) or "none" (linux target, host builds).
+function(espdl_streaming_runtime_sources out backend)
+    __espdl_streaming_component_dir(dir)
+    file(GLOB sources CONFIGURE_DEPENDS "${dir}/src/*.cpp" "${dir}/src/*.c")
+    if(backend STREQUAL "espdl")
+        list(FILTER sources EXCLUDE REGEX "/no_backend\\.cpp$")
+    elseif(backend STREQUAL "none")
+        list(FILTER sources EXCLUDE REGEX "/espdl_model\\.cpp$")
+        file(GLOB host_sources CONFIGURE_DEPENDS "${dir}/src/host/*.cpp")
+        list(APPEND sources ${host_sources})
+    else()
+        message(FATAL_ERROR "espdl_streaming_runtime_sources: backend must be espdl or none")
+    endif()
+    list(SORT sources)
+    set(${out} "${sources}" PARENT_SCOPE)
+endfunction()
+
+function(espdl_streaming_add_host_runtime target)
+    espdl_streaming_runtime_sources(sources none)
+    __espdl_streaming_component_dir(dir)
+    add_library(${target} STATIC ${sources})
+    target_include_directories(${target} PUBLIC "${dir}/include")
+    target_compile_features(${target} PUBLIC cxx_std_17)
+endfunction()

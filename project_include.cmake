@@ -1,0 +1,150 @@
+# espdl_streaming: ESP-IDF build integration.
+#
+# espdl_streaming_add_model(<name>
+#     MODEL <file.py>:<factory> | <file.onnx>
+#     INPUT_SHAPE <dim>...
+#     CHUNK_FRAMES <n>
+#     [CALIBRATION <file.npy> | <file.npz> | <file.py>:<function>]
+#     [CALIB_STEPS <n>]                      # default: CONFIG_ESPDL_STREAMING_CALIB_STEPS
+#     [BITS 8 | 16]                          # default: 8
+#     [PLACEMENT RODATA | PLACEMENT PARTITION <label>]   # default: RODATA
+#     [TARGET <cmake-target>]                # default: the calling component's library
+#     [DEPENDS <file>...])
+#
+# Call it in a component's CMakeLists.txt after idf_component_register(), e.g.
+#
+#   idf_component_register(SRCS "app_main.cpp" PRIV_REQUIRES espdl_streaming)
+#   espdl_streaming_add_model(kws MODEL model/tcn.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3
+#                             CALIBRATION model/calib.npy)
+#
+# and `#include "kws.hpp"` to use espdl_streaming::models::kws. At build time the model is
+# quantized with esp-ppq for IDF_TARGET (on the linux target: for
+# CONFIG_ESPDL_STREAMING_HOST_CHIP), converted to streaming, verified bit-exact against the
+# offline model by host simulation (CONFIG_ESPDL_STREAMING_VERIFY_CHUNKS chunks), and the typed
+# C++ class is generated; it reruns only when the model file, the calibration data, a Python
+# module the model imports, or the tool itself changes. Relative paths are resolved against the
+# calling component's directory. Generated files: build/esp-idf/<component>/espdl_streaming/<name>/.
+#
+# RODATA links the .espdl into the app (16-byte aligned). PARTITION <label> puts it in a flash
+# data partition (added to `idf.py flash`); the build fails, with the partitions.csv line to
+# write, when the partition is missing or too small.
+#
+# The tool runs with ESPDL_STREAMING_PYTHON (CMake cache variable, then environment variable),
+# else ESP-IDF's Python; that interpreter needs python/requirements.txt (torch, esp-ppq): if it
+# lacks them the build stops with the `pip install` command to run.
+
+# Inside functions CMAKE_CURRENT_LIST_DIR is the caller's: capture ours (and our component name,
+# which depends on how the component was added) now.
+set_property(GLOBAL PROPERTY ESPDL_STREAMING_IDF_COMPONENT "${COMPONENT_NAME}")
+include("${CMAKE_CURRENT_LIST_DIR}/cmake/espdl_streaming.cmake")
+
+function(espdl_streaming_add_model name)
+    # Component CMakeLists.txt files are first evaluated for their requirements only; nothing
+    # to declare then (ESP-IDF stops at idf_component_register() in that pass anyway).
+    if(CMAKE_BUILD_EARLY_EXPANSION)
+        return()
+    endif()
+
+    set(single TARGET MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS)
+    set(multi INPUT_SHAPE PLACEMENT DEPENDS)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "" "${single}" "${multi}")
+
+    if(NOT arg_TARGET)
+        if(NOT COMPONENT_LIB OR NOT TARGET "${COMPONENT_LIB}")
+            message(FATAL_ERROR "espdl_streaming_add_model(${name}): call it in a component's "
+                                "CMakeLists.txt after idf_component_register(), or pass TARGET")
+        endif()
+        set(arg_TARGET "${COMPONENT_LIB}")
+    endif()
+
+    idf_build_get_property(idf_target IDF_TARGET)
+    if(idf_target STREQUAL "linux")
+        set(chip "${CONFIG_ESPDL_STREAMING_HOST_CHIP}")
+        if(NOT chip)
+            set(chip esp32p4)
+        endif()
+    else()
+        set(chip "${idf_target}")
+    endif()
+
+    if(ESPDL_STREAMING_PYTHON)
+        set(python "${ESPDL_STREAMING_PYTHON}")
+    elseif(NOT "$ENV{ESPDL_STREAMING_PYTHON}" STREQUAL "")
+        set(python "$ENV{ESPDL_STREAMING_PYTHON}")
+    else()
+        idf_build_get_property(python PYTHON)
+    endif()
+
+    # Kconfig defaults, passed as explicit flags.
+    if(NOT DEFINED arg_CALIB_STEPS AND CONFIG_ESPDL_STREAMING_CALIB_STEPS)
+        set(arg_CALIB_STEPS ${CONFIG_ESPDL_STREAMING_CALIB_STEPS})
+    endif()
+    if(NOT DEFINED arg_VERIFY_CHUNKS AND CONFIG_ESPDL_STREAMING_VERIFY_CHUNKS)
+        set(arg_VERIFY_CHUNKS ${CONFIG_ESPDL_STREAMING_VERIFY_CHUNKS})
+    endif()
+
+    set(forward)
+    foreach(kw IN LISTS single multi)
+        if(DEFINED arg_${kw})
+            list(APPEND forward ${kw} ${arg_${kw}})
+        endif()
+    endforeach()
+    if("PLACEMENT" IN_LIST arg_KEYWORDS_MISSING_VALUES)
+        list(APPEND forward PLACEMENT)
+    endif()
+    __espdl_streaming_add_model("${name}" CHIP "${chip}" PYTHON "${python}"
+                                BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}"
+                                ${forward} ${arg_UNPARSED_ARGUMENTS})
+
+    # The runtime the generated code includes and calls.
+    get_property(runtime_component GLOBAL PROPERTY ESPDL_STREAMING_IDF_COMPONENT)
+    idf_component_get_property(runtime_lib "${runtime_component}" COMPONENT_LIB)
+    if(NOT runtime_lib STREQUAL arg_TARGET)
+        target_link_libraries(${arg_TARGET} PUBLIC "${runtime_lib}")
+    endif()
+
+    get_target_property(placement espdl_streaming_${name} ESPDL_STREAMING_PLACEMENT)
+    if(placement STREQUAL "PARTITION")
+        __espdl_streaming_idf_partition(${name})
+    endif()
+endfunction()
+
+# PARTITION placement: check the size at build time and flash the .espdl with the app.
+function(__espdl_streaming_idf_partition name)
+    get_target_property(espdl espdl_streaming_${name} ESPDL_STREAMING_FILE)
+    get_target_property(label espdl_streaming_${name} ESPDL_STREAMING_PARTITION)
+    get_target_property(out_dir espdl_streaming_${name} ESPDL_STREAMING_OUT_DIR)
+    idf_build_get_property(idf_target IDF_TARGET)
+
+    if(NOT COMMAND partition_table_get_partition_info)
+        fail_at_build_time(espdl_streaming_${name}_partition
+            "espdl_streaming_add_model(${name}): PARTITION ${label} needs the partition_table "
+            "component in the build (add esp_partition to the component's PRIV_REQUIRES)")
+        return()
+    endif()
+    partition_table_get_partition_info(size "--partition-name ${label}" "size")
+
+    set(stamp "${out_dir}/${name}.partition_ok")
+    add_custom_command(
+        OUTPUT "${stamp}"
+        COMMAND "${CMAKE_COMMAND}" -DNAME=${name} "-DESPDL=${espdl}" -DLABEL=${label}
+                "-DPARTITION_SIZE=${size}" "-DCSV=${PARTITION_CSV_PATH}" "-DSTAMP=${stamp}"
+                -P "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/cmake/check_partition.cmake"
+        DEPENDS "${espdl}" "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/cmake/check_partition.cmake"
+        COMMENT "espdl_streaming: checking that ${name}.espdl fits partition ${label}"
+        VERBATIM)
+    add_custom_target(espdl_streaming_${name}_partition ALL DEPENDS "${stamp}")
+    add_dependencies(espdl_streaming_${name}_partition espdl_streaming_${name})
+
+    if(NOT size)
+        return()  # the check above fails the build with the line to add
+    endif()
+    if(COMMAND esp_partition_register_target)
+        # Recent ESP-IDF: `idf.py flash` and `<label>-flash` on chips, emulated flash on linux.
+        esp_partition_register_target(${label} "${espdl}"
+            DEPENDS espdl_streaming_${name}_partition FLASH_IN_PROJECT)
+    elseif(NOT idf_target STREQUAL "linux")
+        esptool_py_flash_to_partition(flash ${label} "${espdl}")
+        add_dependencies(flash espdl_streaming_${name}_partition)
+    endif()
+endfunction()
