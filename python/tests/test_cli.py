@@ -83,6 +83,15 @@ def test_calibration_file_is_used(tmp_path: Path) -> None:
     assert report["streaming"]["verified"] is True
 
 
+@pytest.mark.parametrize("target", ["esp32p4", "esp32s3", "esp32c3"])
+def test_sixteen_bit_verifies(tmp_path: Path, target: str) -> None:
+    r = run_cli(*build_args("tcn", f"{EXAMPLE_MODEL}:build", "1,16,24", 3, target, tmp_path, "--bits", "16"))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "tcn.report.json").read_text())
+    assert report["bits"] == 16 and report["input"]["dtype"] == "int16"
+    assert report["streaming"]["verified"] is True and report["streaming"]["max_abs_diff"] == 0
+
+
 @pytest.mark.parametrize(
     "model,shape,chunk,name",
     [
