@@ -39,16 +39,23 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build one model: NAME.espdl, NAME.offline.espdl, NAME.hpp/.cpp, report")
     b.add_argument("--name", required=True, help="C identifier naming the model, its class and its files")
     b.add_argument("--model", required=True, help="FILE.py:FACTORY (returns a torch.nn.Module) or FILE.onnx")
-    b.add_argument("--input-shape", required=True,
-                   help="offline input in torch layout, batch 1, time on dim 2: e.g. 1,16,24 (NCW) or 1,1,49,10")
+    b.add_argument(
+        "--input-shape",
+        required=True,
+        help="offline input in torch layout, batch 1, time on dim 2: e.g. 1,16,24 (NCW) or 1,1,49,10",
+    )
     b.add_argument("--chunk-frames", required=True, type=int, help="new frames per streaming step")
     b.add_argument("--target", required=True, help="ESP-IDF chip target: esp32p4, esp32s3, esp32c3, ...")
     b.add_argument("--out-dir", required=True, type=Path, help="directory for the outputs")
     b.add_argument("--calibration", help="FILE.npy / FILE.npz ([N, ...input shape without batch]) or FILE.py:FUNC")
     b.add_argument("--calib-steps", type=int, default=32, help="calibration batches (default 32)")
     b.add_argument("--bits", type=int, default=8, help="8 or 16 (default 8)")
-    b.add_argument("--verify-chunks", type=int, default=MIN_VERIFY_CHUNKS,
-                   help=f"streaming chunks compared with the offline model (default and minimum {MIN_VERIFY_CHUNKS})")
+    b.add_argument(
+        "--verify-chunks",
+        type=int,
+        default=MIN_VERIFY_CHUNKS,
+        help=f"streaming chunks compared with the offline model (default and minimum {MIN_VERIFY_CHUNKS})",
+    )
     b.add_argument("--placement", default="rodata", help="rodata (default) or partition:LABEL")
     b.add_argument("--depfile", type=Path, help="write a Makefile-style depfile listing the model's local modules")
     b.add_argument("--quiet", action="store_true", help="print only errors and warnings")
@@ -103,9 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .build import run_build, write_atomically
 
         decl = make_declaration(
-            name=args.name, model=args.model, input_shape=args.input_shape, chunk_frames=args.chunk_frames,
-            target=args.target, out_dir=args.out_dir, calibration=args.calibration, calib_steps=args.calib_steps,
-            bits=args.bits, verify_chunks=args.verify_chunks, placement=args.placement,
+            name=args.name,
+            model=args.model,
+            input_shape=args.input_shape,
+            chunk_frames=args.chunk_frames,
+            target=args.target,
+            out_dir=args.out_dir,
+            calibration=args.calibration,
+            calib_steps=args.calib_steps,
+            bits=args.bits,
+            verify_chunks=args.verify_chunks,
+            placement=args.placement,
         )
         result = run_build(decl, command_line)
         files = dict(result.files)
@@ -117,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except OSError as exc:
         if exc.filename and str(args.out_dir) in str(exc.filename):
-            print(f"error: {args.name}: cannot write {exc.filename}: {exc.strerror}: choose a writable --out-dir",
-                  file=sys.stderr)
+            print(
+                f"error: {args.name}: cannot write {exc.filename}: {exc.strerror}: choose a writable --out-dir",
+                file=sys.stderr,
+            )
             return EXIT_USER_ERROR
         raise
     report = result.report

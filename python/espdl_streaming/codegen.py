@@ -198,9 +198,7 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
     frames = np.asarray(golden["frames"], dtype=np.float32)
     enough = chunks > 0 and frames.ndim == 2 and frames.shape[0] >= chunks * chunk_frames
     if not enough or frames.shape[1] != feature_dim:
-        raise ValueError(
-            f"golden frames {frames.shape} must be [n >= {chunks} * {chunk_frames}, {feature_dim}]"
-        )
+        raise ValueError(f"golden frames {frames.shape} must be [n >= {chunks} * {chunk_frames}, {feature_dim}]")
     if len(golden["outputs"]) != len(outputs):
         raise ValueError("golden data must hold one array per output")
     for output, values in zip(outputs, golden["outputs"], strict=True):

@@ -17,7 +17,11 @@ from .errors import DeclarationError
 
 #: ESP-IDF chip targets and the esp-ppq target that decides their kernels and rounding.
 CHIP_TO_PPQ_TARGET: dict[str, str] = {
+    # The chips ESP-DL supports (its idf_component.yml).  The PIE chips have esp-ppq targets
+    # of their own (and round half to even on esp32p4/esp32s31); every other chip runs
+    # ESP-DL's generic C kernels, esp-ppq's "c" target (round half up).
     "esp32p4": "esp32p4",
+    "esp32s31": "esp32s31",
     "esp32s3": "esp32s3",
     "esp32": "c",
     "esp32s2": "c",
@@ -25,8 +29,6 @@ CHIP_TO_PPQ_TARGET: dict[str, str] = {
     "esp32c3": "c",
     "esp32c5": "c",
     "esp32c6": "c",
-    "esp32c61": "c",
-    "esp32h2": "c",
 }
 
 MIN_VERIFY_CHUNKS = 8
@@ -126,9 +128,7 @@ def _fail(name: str, what: str) -> DeclarationError:
 
 
 def validate_name(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or "") or name in _CPP_KEYWORDS or keyword.iskeyword(
-        name
-    ):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or "") or name in _CPP_KEYWORDS or keyword.iskeyword(name):
         raise DeclarationError(
             f"{name or '<empty>'}: --name '{name}' is not a usable C/C++ identifier "
             "(it names the generated class and files): use letters, digits and '_', not starting with a digit, "
@@ -148,8 +148,7 @@ def parse_model_ref(name: str, text: str) -> ModelRef:
         if not sep or not path_text.endswith(".py") or not factory:
             raise _fail(
                 name,
-                f"--model '{text}' must be FILE.py:FACTORY (a function returning a torch.nn.Module) "
-                "or FILE.onnx",
+                f"--model '{text}' must be FILE.py:FACTORY (a function returning a torch.nn.Module) or FILE.onnx",
             )
         if not factory.isidentifier():
             raise _fail(name, f"--model '{text}': factory '{factory}' is not a Python identifier")

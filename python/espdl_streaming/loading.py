@@ -112,9 +112,7 @@ def load_torch_model(decl: Declaration) -> tuple[Any, list[Path]]:
                 f"{decl.name}: factory {ref} raised{_user_frame(exc, ref.path)}: {type(exc).__name__}: {exc}"
             ) from exc
     if not isinstance(model, torch.nn.Module):
-        raise ModelLoadError(
-            f"{decl.name}: factory {ref} returned {type(model).__name__}, not a torch.nn.Module"
-        )
+        raise ModelLoadError(f"{decl.name}: factory {ref} returned {type(model).__name__}, not a torch.nn.Module")
     model = model.eval()
     new_modules = {k: v for k, v in sys.modules.items() if k not in before}
     new_modules[module.__name__] = module
@@ -162,9 +160,7 @@ def load_calibration(decl: Declaration) -> tuple[list[np.ndarray], list[Path], b
     ref: CalibrationRef | None = decl.calibration
     if ref is None:
         rng = np.random.default_rng(RANDOM_CALIBRATION_SEED)
-        samples = [
-            rng.standard_normal(decl.input_shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)
-        ]
+        samples = [rng.standard_normal(decl.input_shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)]
         return samples, [], True
     if ref.function is None:
         try:

@@ -161,8 +161,12 @@ def quantize(decl: Declaration) -> QuantizeResult:
             try:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     torch.onnx.export(
-                        model, (torch.zeros(decl.input_shape),), str(onnx_path), opset_version=18,
-                        do_constant_folding=True, dynamo=False,
+                        model,
+                        (torch.zeros(decl.input_shape),),
+                        str(onnx_path),
+                        opset_version=18,
+                        do_constant_folding=True,
+                        dynamo=False,
                     )
             except Exception as exc:
                 raise ModelLoadError(
@@ -181,7 +185,10 @@ def quantize(decl: Declaration) -> QuantizeResult:
         def streaming_pass(graph: Any) -> None:
             info = ExporterPatternInfo()
             plan = plan_streaming(
-                graph, model=decl.name, chunk_frames=decl.chunk_frames, input_time_axis=decl.time_axis,
+                graph,
+                model=decl.name,
+                chunk_frames=decl.chunk_frames,
+                input_time_axis=decl.time_axis,
                 get_perm=info.get_var_permute,
             )
             apply_plan(graph, plan, insert_streaming_cache_op, info.get_var_permute)
@@ -193,10 +200,17 @@ def quantize(decl: Declaration) -> QuantizeResult:
             t = time.perf_counter()
             try:
                 graph = espdl_quantize_onnx(
-                    onnx_import_file=str(onnx_path), espdl_export_file=str(tmp / "offline.espdl"),
-                    calib_dataloader=calib, calib_steps=steps, input_shape=[list(decl.input_shape)],
-                    target=decl.ppq_target, num_of_bits=decl.bits, device="cpu", error_report=False,
-                    skip_export=True, verbose=0,
+                    onnx_import_file=str(onnx_path),
+                    espdl_export_file=str(tmp / "offline.espdl"),
+                    calib_dataloader=calib,
+                    calib_steps=steps,
+                    input_shape=[list(decl.input_shape)],
+                    target=decl.ppq_target,
+                    num_of_bits=decl.bits,
+                    device="cpu",
+                    error_report=False,
+                    skip_export=True,
+                    verbose=0,
                 )
             except (ValueError, TypeError, KeyError, RuntimeError, AssertionError) as exc:
                 raise QuantizeError(
@@ -209,13 +223,18 @@ def quantize(decl: Declaration) -> QuantizeResult:
             mark = len(capture.errors)
             values = generate_test_value(graph, "cpu", [calib[0]])
             PFL.Exporter(platform=platform).export(
-                str(tmp / "offline.espdl"), graph, values_for_test=values, export_config=False,
+                str(tmp / "offline.espdl"),
+                graph,
+                values_for_test=values,
+                export_config=False,
                 metadata_props=_metadata(decl, None, esp_ppq_version),
             )
             _check_errors(decl, capture, "exporting the offline model", mark)
             mark = len(capture.errors)
             PFL.Exporter(platform=platform).export(
-                str(tmp / "streaming.espdl"), graph, export_config=False,
+                str(tmp / "streaming.espdl"),
+                graph,
+                export_config=False,
                 streaming_input_shape=list(decl.streaming_input_shape),
                 streaming_custom_passes=[streaming_pass],
                 metadata_props=streaming_meta,
@@ -235,4 +254,3 @@ def quantize(decl: Declaration) -> QuantizeResult:
             warnings=capture.warnings,
             seconds=seconds,
         )
-

@@ -124,9 +124,7 @@ class _Planner:
 
     # -- helpers -----------------------------------------------------------------------
     def refuse(self, op: Any, why: str, fix: str) -> StreamingConversionError:
-        return StreamingConversionError(
-            f"{self.model}: node '{op.name}' ({op.type}) {why}: {fix}"
-        )
+        return StreamingConversionError(f"{self.model}: node '{op.name}' ({op.type}) {why}: {fix}")
 
     def perm(self, var: Any) -> list[int]:
         perm = self.get_perm(var.name)
@@ -152,9 +150,7 @@ class _Planner:
                 "streaming models take exactly one input stream"
             )
         var = inputs[0]
-        self.state[var.name] = VarState(
-            "stream", self.exported_axis(var, self.input_time_axis), self.chunk, 1, 1
-        )
+        self.state[var.name] = VarState("stream", self.exported_axis(var, self.input_time_axis), self.chunk, 1, 1)
         for op in list(graph.topological_sort()):
             self.visit(op)
         for name in graph.outputs:
@@ -186,30 +182,36 @@ class _Planner:
             self.axis_reducing(op, streams)
         elif op.type in WHOLE_SEQUENCE:
             raise self.refuse(
-                op, "combines every frame of the sequence, so no output can be computed from a chunk",
+                op,
+                "combines every frame of the sequence, so no output can be computed from a chunk",
                 "keep it out of the streaming model (run it on the outputs you collect), or slice the last "
                 "frames first",
             )
         elif op.type in RECURRENT:
             raise self.refuse(
-                op, "is recurrent: ESP-DL resets its hidden state on every run, so it cannot stream yet",
+                op,
+                "is recurrent: ESP-DL resets its hidden state on every run, so it cannot stream yet",
                 "use causal convolutions, or run the model offline on a window",
             )
         elif op.type == "ConvTranspose":
-            raise self.refuse(op, "upsamples over time, which is not supported for streaming yet",
-                              "use a causal Conv followed by a per-frame reshape, or run offline")
+            raise self.refuse(
+                op,
+                "upsamples over time, which is not supported for streaming yet",
+                "use a causal Conv followed by a per-frame reshape, or run offline",
+            )
         elif op.type == "Pad":
             raise self.refuse(
-                op, "is an explicit Pad on a time-varying tensor that the exporter could not fold into the "
+                op,
+                "is an explicit Pad on a time-varying tensor that the exporter could not fold into the "
                 "next Conv/AveragePool (a zero Pad before MaxPool, or a Pad not directly before a Conv)",
                 "put F.pad(x, (left, 0)) directly before a Conv or AveragePool (count_include_pad) so it is "
                 "folded into the layer's padding; a causal MaxPool is not supported yet",
             )
         else:
             raise self.refuse(
-                op, f"has no streaming rule for op type {op.type} on the time-varying input "
-                f"'{streams[0][1].name}'", "move it after the point where the frames are sliced, or open an "
-                "issue with the model",
+                op,
+                f"has no streaming rule for op type {op.type} on the time-varying input '{streams[0][1].name}'",
+                "move it after the point where the frames are sliced, or open an issue with the model",
             )
 
     # -- op rules ------------------------------------------------------------------------
@@ -233,9 +235,9 @@ class _Planner:
         if "window" in kinds or len(frames) > 1:
             detail = ", ".join(f"'{v.name}' ({s.kind}, {s.frames} frames)" for _, v, s in live)
             raise self.refuse(
-                op, f"combines inputs that advance at different rates per chunk: {detail}",
-                "make both branches keep the same number of frames (same total stride, no slicing on one "
-                "branch only)",
+                op,
+                f"combines inputs that advance at different rates per chunk: {detail}",
+                "make both branches keep the same number of frames (same total stride, no slicing on one branch only)",
             )
         _, var, src = max(live, key=lambda t: t[2].receptive_field)
         self._set_out(op, var, src)
@@ -246,8 +248,10 @@ class _Planner:
             raise self.refuse(op, "takes its weights from a time-varying tensor", "use constant weights")
         if src.axis != 1:
             raise self.refuse(
-                op, f"runs over a tensor whose time axis is exported axis {src.axis}, not the frame axis 1 "
-                "ESP-DL convolves over", "keep time on dim 2 of the torch layout (NCW / NCHW with H = time)",
+                op,
+                f"runs over a tensor whose time axis is exported axis {src.axis}, not the frame axis 1 "
+                "ESP-DL convolves over",
+                "keep time on dim 2 of the torch layout (NCW / NCHW with H = time)",
             )
         kernel = _ints(op.attributes.get("kernel_shape"))
         if not kernel and len(op.inputs) > 1 and op.inputs[1].shape:
@@ -266,20 +270,23 @@ class _Planner:
         if auto_pad in ("SAME_UPPER", "SAME_LOWER") and span > 1:
             future = (span - 1) // 2 if auto_pad == "SAME_LOWER" else span // 2
             raise self.refuse(
-                op, f"uses auto_pad={auto_pad}: it reads {future} future frame(s)",
+                op,
+                f"uses auto_pad={auto_pad}: it reads {future} future frame(s)",
                 "use causal padding: (kernel-1)*dilation frames on the left of the time axis only",
             )
         begin, end = pads[0], pads[spatial]
         if end > 0:
             raise self.refuse(
-                op, f"pads {end} frame(s) at the end of the time axis: it reads {end} future frame(s) "
-                "(look-ahead)", f"pad only the start, e.g. F.pad(x, ({begin + end}, 0)) before a Conv with "
+                op,
+                f"pads {end} frame(s) at the end of the time axis: it reads {end} future frame(s) (look-ahead)",
+                f"pad only the start, e.g. F.pad(x, ({begin + end}, 0)) before a Conv with "
                 "padding=0 (causal), or delay the signal by that many frames and accept the latency",
             )
         if s > 1 and src.frames % s:
             ok = [n * s for n in range(1, 5)]
             raise self.refuse(
-                op, f"has stride {s} over time but receives {src.frames} new frames per chunk",
+                op,
+                f"has stride {s} over time but receives {src.frames} new frames per chunk",
                 f"choose --chunk-frames so that every strided layer gets a multiple of its stride "
                 f"(here CHUNK_FRAMES * {src.frames // self.chunk if src.frames >= self.chunk else 1} must "
                 f"be a multiple of {s}; e.g. chunk frames such that this layer gets {ok})",
@@ -291,9 +298,7 @@ class _Planner:
         cached = max(cached, 0)
         window = cached + 1
         if window > 1:
-            self.plan.entries.append(
-                CacheEntry(var.name, op.name, op.type, window, src.axis, src.frames)
-            )
+            self.plan.entries.append(CacheEntry(var.name, op.name, op.type, window, src.axis, src.frames))
         if any(pads[i] for i in (0, spatial)):
             new_pads = list(pads)
             new_pads[0] = 0
@@ -301,7 +306,11 @@ class _Planner:
             op.attributes["pads"] = new_pads
             self.plan.pads_cleared.append(op.name)
         self._set_out(
-            op, var, src, frames=src.frames // s, stride=src.stride * s,
+            op,
+            var,
+            src,
+            frames=src.frames // s,
+            stride=src.stride * s,
             receptive_field=src.receptive_field + (span - 1) * src.stride,
         )
 
@@ -317,7 +326,8 @@ class _Planner:
             axes = list(range(start, rank))
         if axes is None or src.axis in axes:
             raise self.refuse(
-                op, f"works along the time axis (exported axis {src.axis}): each output depends on every frame "
+                op,
+                f"works along the time axis (exported axis {src.axis}): each output depends on every frame "
                 "of the sequence, so a chunk cannot reproduce the offline result",
                 "apply it per frame (over channels), or keep it out of the streaming model",
             )
@@ -336,8 +346,7 @@ class _Planner:
         _, var, src = streams[0]
         perm = _ints(op.attributes.get("perm")) or list(reversed(range(len(var.shape or []))))
         for out in op.outputs:
-            self.state[out.name] = VarState("stream", perm.index(src.axis), src.frames, src.stride,
-                                            src.receptive_field)
+            self.state[out.name] = VarState("stream", perm.index(src.axis), src.frames, src.stride, src.receptive_field)
 
     def op_Slice(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         index, var, src = streams[0]
@@ -359,9 +368,9 @@ class _Planner:
         start, end, step = starts[i], ends[i], steps[i]
         if step != 1 or start >= 0 or end < offline_frames:
             raise self.refuse(
-                op, f"keeps frames [{start}:{end}:{step}] of the time axis, which depends on where the sequence "
-                "starts", "keep only the last N frames (x[..., -N:]) at the end of the model, or slice channels "
-                "instead",
+                op,
+                f"keeps frames [{start}:{end}:{step}] of the time axis, which depends on where the sequence starts",
+                "keep only the last N frames (x[..., -N:]) at the end of the model, or slice channels instead",
             )
         keep = min(-start, offline_frames)
         window = max(1, keep - src.frames + 1)
@@ -396,7 +405,8 @@ class _Planner:
                 break
             acc *= d
         raise self.refuse(
-            op, f"reshapes the time axis together with other axes ({in_shape} -> {out_shape}), so its result "
+            op,
+            f"reshapes the time axis together with other axes ({in_shape} -> {out_shape}), so its result "
             "depends on the sequence length",
             "slice the frames the head needs first (x[:, :, -N:]), then flatten/reshape",
         )
@@ -429,8 +439,9 @@ def plan_streaming(
     return _Planner(model, chunk_frames, input_time_axis, get_perm).run(graph)
 
 
-def apply_plan(graph: Any, plan: StreamingPlan, insert: Callable[[Any, str, dict[str, Any]], Any],
-               get_perm: Callable[[str], Any]) -> None:
+def apply_plan(
+    graph: Any, plan: StreamingPlan, insert: Callable[[Any, str, dict[str, Any]], Any], get_perm: Callable[[str], Any]
+) -> None:
     """Insert one StreamingCache per entry, bound to its consuming op."""
     for entry in plan.entries:
         created = insert(

@@ -73,12 +73,20 @@ def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simula
         # esp-ppq's 16-bit reference forward accumulates in float32 and can be one step off the
         # exact result; ESP-DL's own Model::test() accepts +-1 for int16 for the same reason.
         tolerance = 1 if want.dtype == np.int16 else 0
-        if (have is None or have.shape != want.shape
-                or np.max(np.abs(have.astype(np.int64) - want.astype(np.int64)), initial=0) > tolerance):
-            diff = "missing" if have is None else (
-                f"shape {list(have.shape)} vs {list(want.shape)}" if have.shape != want.shape
-                else f"{int(np.count_nonzero(have != want))} of {want.size} values differ, max |diff| "
-                f"{int(np.max(np.abs(have.astype(np.int64) - want.astype(np.int64))))}"
+        if (
+            have is None
+            or have.shape != want.shape
+            or np.max(np.abs(have.astype(np.int64) - want.astype(np.int64)), initial=0) > tolerance
+        ):
+            diff = (
+                "missing"
+                if have is None
+                else (
+                    f"shape {list(have.shape)} vs {list(want.shape)}"
+                    if have.shape != want.shape
+                    else f"{int(np.count_nonzero(have != want))} of {want.size} values differ, max |diff| "
+                    f"{int(np.max(np.abs(have.astype(np.int64) - want.astype(np.int64))))}"
+                )
             )
             raise VerificationError(
                 f"{decl.name}: the host simulator does not reproduce esp-ppq's own test output '{name}' of "
@@ -107,8 +115,9 @@ def _random_stream(spec: TensorSpec, frames: int, feature_shape: list[int]) -> n
     return data.astype(np.float32)
 
 
-def _first_bad_node(decl: Declaration, st_model: EspdlModel, st_trace: dict[str, np.ndarray],
-                    off_trace: dict[str, np.ndarray]) -> str:
+def _first_bad_node(
+    decl: Declaration, st_model: EspdlModel, st_trace: dict[str, np.ndarray], off_trace: dict[str, np.ndarray]
+) -> str:
     for node in st_model.nodes:
         for var in node.outputs:
             if var not in st_trace or var not in off_trace:
@@ -198,8 +207,16 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
             assert ref is not None
             if not np.array_equal(have, ref):
                 diff = np.abs(have.astype(np.int64) - ref.astype(np.int64))
-                where = _locate(decl, st_model, off_sim, st_model_sim=(st_model, rounding), q_stream=q_stream,
-                                k=k, off_name=off_in.name, in_name=in_spec.name)
+                where = _locate(
+                    decl,
+                    st_model,
+                    off_sim,
+                    st_model_sim=(st_model, rounding),
+                    q_stream=q_stream,
+                    k=k,
+                    off_name=off_in.name,
+                    in_name=in_spec.name,
+                )
                 raise VerificationError(
                     f"{decl.name}: streaming chunk {k} differs from the offline model on frames "
                     f"[0, {prefix_len}): output '{spec.name}' has {int(np.count_nonzero(diff))} differing values "
@@ -226,8 +243,17 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
     )
 
 
-def _locate(decl: Declaration, st_model: EspdlModel, off_sim: Simulator, *, st_model_sim: tuple[EspdlModel, str],
-            q_stream: np.ndarray, k: int, off_name: str, in_name: str) -> str:
+def _locate(
+    decl: Declaration,
+    st_model: EspdlModel,
+    off_sim: Simulator,
+    *,
+    st_model_sim: tuple[EspdlModel, str],
+    q_stream: np.ndarray,
+    k: int,
+    off_name: str,
+    in_name: str,
+) -> str:
     """Re-run to chunk k with tracing and name the first node whose output differs."""
     model, rounding = st_model_sim
     sim = Simulator(model, rounding)  # type: ignore[arg-type]

@@ -27,15 +27,32 @@ def run_cli(*args: str | os.PathLike[str], cwd: Path | None = None) -> Run:
     env["PYTHONPATH"] = str(REPO / "python") + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
         [sys.executable, "-m", "espdl_streaming", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
-def build_args(name: str, model: str | Path, shape: str, chunk: int, target: str, out: Path,
-               *extra: str) -> list[str]:
-    return ["build", "--name", name, "--model", str(model), "--input-shape", shape, "--chunk-frames",
-            str(chunk), "--target", target, "--out-dir", str(out), *extra]
+def build_args(name: str, model: str | Path, shape: str, chunk: int, target: str, out: Path, *extra: str) -> list[str]:
+    return [
+        "build",
+        "--name",
+        name,
+        "--model",
+        str(model),
+        "--input-shape",
+        shape,
+        "--chunk-frames",
+        str(chunk),
+        "--target",
+        target,
+        "--out-dir",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +61,9 @@ def example_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     outs = {}
     for target in ("esp32p4", "esp32s3", "esp32c3"):
         out = tmp_path_factory.mktemp(f"example_{target}")
-        r = run_cli(*build_args("tcn", f"{EXAMPLE_MODEL}:build", "1,16,24", 3, target, out,
-                                "--depfile", str(out / "tcn.d")))
+        r = run_cli(
+            *build_args("tcn", f"{EXAMPLE_MODEL}:build", "1,16,24", 3, target, out, "--depfile", str(out / "tcn.d"))
+        )
         assert r.returncode == 0, r.stderr
         outs[target] = out
     return outs

@@ -39,8 +39,9 @@ def test_example_verifies_bit_exact(example_builds: dict[str, Path], target: str
 
 
 def test_rounding_differs_per_chip_family(example_builds: dict[str, Path]) -> None:
-    rounding = {t: json.loads((p / "tcn.report.json").read_text())["streaming"]["rounding"]
-                for t, p in example_builds.items()}
+    rounding = {
+        t: json.loads((p / "tcn.report.json").read_text())["streaming"]["rounding"] for t, p in example_builds.items()
+    }
     assert rounding == {"esp32p4": "half_even", "esp32s3": "half_up", "esp32c3": "half_up"}
 
 
@@ -74,8 +75,20 @@ def test_calibration_file_is_used(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     np.save(tmp_path / "calib.npy", (rng.standard_normal((6, 16, 24)) * 0.5).astype(np.float32))
     out = tmp_path / "out"
-    r = run_cli(*build_args("tcn", f"{EXAMPLE_MODEL}:build", "1,16,24", 3, "esp32s3", out,
-                            "--calibration", str(tmp_path / "calib.npy"), "--calib-steps", "4"))
+    r = run_cli(
+        *build_args(
+            "tcn",
+            f"{EXAMPLE_MODEL}:build",
+            "1,16,24",
+            3,
+            "esp32s3",
+            out,
+            "--calibration",
+            str(tmp_path / "calib.npy"),
+            "--calib-steps",
+            "4",
+        )
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "tcn.report.json").read_text())
     assert report["calibration"]["random"] is False and report["calibration"]["samples"] == 6
@@ -100,8 +113,11 @@ def test_sixteen_bit_verifies(tmp_path: Path, target: str) -> None:
     ],
 )
 def test_unseen_causal_models_verify(tmp_path: Path, model: str, shape: str, chunk: int, name: str) -> None:
-    r = run_cli(*build_args(name, TEST_MODELS / model, shape, chunk, "esp32p4", tmp_path,
-                            "--depfile", str(tmp_path / f"{name}.d")))
+    r = run_cli(
+        *build_args(
+            name, TEST_MODELS / model, shape, chunk, "esp32p4", tmp_path, "--depfile", str(tmp_path / f"{name}.d")
+        )
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / f"{name}.report.json").read_text())
     assert report["streaming"]["verified"] is True and report["streaming"]["max_abs_diff"] == 0
@@ -110,9 +126,9 @@ def test_unseen_causal_models_verify(tmp_path: Path, model: str, shape: str, chu
 
 
 def test_onnx_input_is_not_modified(tmp_path: Path) -> None:
-    import torch
-
     import importlib.util
+
+    import torch
 
     spec = importlib.util.spec_from_file_location("per_frame_model", TEST_MODELS / "per_frame.py")
     assert spec and spec.loader
@@ -145,8 +161,7 @@ def _snapshot(d: Path) -> dict[str, bytes]:
 
 
 def _args(out: Path, **over: str) -> list[str]:
-    base = {"name": "tcn", "model": f"{EXAMPLE_MODEL}:build", "shape": "1,16,24", "chunk": "3",
-            "target": "esp32p4"}
+    base = {"name": "tcn", "model": f"{EXAMPLE_MODEL}:build", "shape": "1,16,24", "chunk": "3", "target": "esp32p4"}
     base.update(over)
     args = build_args(base["name"], base["model"], base["shape"], int(base["chunk"]), base["target"], out)
     for key in ("calibration", "bits"):
@@ -211,6 +226,8 @@ def test_help_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from espdl_streaming import cli, declaration, espdl, verify, build;"
-            "assert 'torch' not in sys.modules and 'esp_ppq' not in sys.modules, 'heavy import'")
+    code = (
+        "import sys; from espdl_streaming import cli, declaration, espdl, verify, build;"
+        "assert 'torch' not in sys.modules and 'esp_ppq' not in sys.modules, 'heavy import'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -49,7 +49,11 @@ pytestmark = pytest.mark.skipif(
 def run(cmd: list[str | os.PathLike[str]], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     start = time.monotonic()
     proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [str(c) for c in cmd],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         timeout=900,
     )
     print(f"$ {' '.join(map(str, cmd))}  ({time.monotonic() - start:.2f} s, exit {proc.returncode})")
@@ -83,8 +87,9 @@ def write_model_copy(model_dir: Path) -> tuple[Path, Path]:
     """The example model, with its seed taken from a local module it imports."""
     text = EXAMPLE_MODEL.read_text()
     assert "torch.manual_seed(7)" in text and "from __future__ import annotations\n" in text
-    text = text.replace("from __future__ import annotations\n",
-                        "from __future__ import annotations\n\nimport tcn_seed\n", 1)
+    text = text.replace(
+        "from __future__ import annotations\n", "from __future__ import annotations\n\nimport tcn_seed\n", 1
+    )
     text = text.replace("torch.manual_seed(7)", "torch.manual_seed(tcn_seed.SEED)")
     model = model_dir / "model.py"
     model.write_text(text)
@@ -102,9 +107,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     model_dir.mkdir()
     model, seed = write_model_copy(model_dir)
     build = root / "build"
-    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", src, "-B", build,
-                f"-DESPDL_STREAMING_ROOT={REPO}", f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}",
-                f"-DTCN_MODEL={model}:build"])
+    proc = run(
+        [
+            CMAKE,
+            "-G",
+            "Ninja",
+            f"-DCMAKE_MAKE_PROGRAM={NINJA}",
+            "-S",
+            src,
+            "-B",
+            build,
+            f"-DESPDL_STREAMING_ROOT={REPO}",
+            f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}",
+            f"-DTCN_MODEL={model}:build",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout
     first = run([CMAKE, "--build", build])
     assert first.returncode == 0, first.stdout
@@ -182,15 +199,16 @@ def test_editing_an_imported_module_reruns_and_relinks(project: Project) -> None
 
 def test_generated_asm_assembles_for_chip_assemblers(project: Project, tmp_path: Path) -> None:
     """The .S uses only GNU as syntax shared by Xtensa, RISC-V and host ELF."""
-    assemblers = [a for a in ("xtensa-esp32s3-elf-as", "xtensa-lx106-elf-as", "riscv32-esp-elf-as",
-                              "riscv64-unknown-elf-as") if shutil.which(a)]
+    assemblers = [
+        a
+        for a in ("xtensa-esp32s3-elf-as", "xtensa-lx106-elf-as", "riscv32-esp-elf-as", "riscv64-unknown-elf-as")
+        if shutil.which(a)
+    ]
     readelf = shutil.which("readelf")
     if not assemblers or readelf is None or shutil.which("cpp") is None:
-        pytest.skip("no Xtensa/RISC-V assembler on PATH (apt: binutils-xtensa-lx106, "
-                    "binutils-riscv64-unknown-elf)")
+        pytest.skip("no Xtensa/RISC-V assembler on PATH (apt: binutils-xtensa-lx106, binutils-riscv64-unknown-elf)")
     pre = tmp_path / "tcn_espdl.s"
-    proc = run(["cpp", "-P", "-undef", "-x", "assembler-with-cpp", project.out_dir / "tcn_espdl.S",
-                "-o", pre])
+    proc = run(["cpp", "-P", "-undef", "-x", "assembler-with-cpp", project.out_dir / "tcn_espdl.S", "-o", pre])
     assert proc.returncode == 0, proc.stdout
     size = (project.out_dir / "tcn.espdl").stat().st_size
     for assembler in assemblers:
@@ -213,35 +231,59 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
 @pytest.mark.parametrize(
     ("calls", "message"),
     [
-        (["2tcn " + GOOD],
-         "espdl_streaming_add_model(2tcn): the model name must be a C identifier"),
-        (["kws-model " + GOOD],
-         "espdl_streaming_add_model(kws-model): the model name must be a C identifier"),
+        (["2tcn " + GOOD], "espdl_streaming_add_model(2tcn): the model name must be a C identifier"),
+        (["kws-model " + GOOD], "espdl_streaming_add_model(kws-model): the model name must be a C identifier"),
         (["class " + GOOD], "espdl_streaming_add_model(class): the model name 'class' is a C++ keyword"),
-        (["tcn TARGET app MODEL missing.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
-         "espdl_streaming_add_model(tcn): MODEL file 'missing.py' not found"),
-        (["tcn TARGET app MODEL model.py INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
-         "espdl_streaming_add_model(tcn): MODEL must be <file.py>:<factory> or <file.onnx>"),
+        (
+            ["tcn TARGET app MODEL missing.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
+            "espdl_streaming_add_model(tcn): MODEL file 'missing.py' not found",
+        ),
+        (
+            ["tcn TARGET app MODEL model.py INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
+            "espdl_streaming_add_model(tcn): MODEL must be <file.py>:<factory> or <file.onnx>",
+        ),
         (["tcn " + GOOD + " BITS 12"], "espdl_streaming_add_model(tcn): BITS must be 8 or 16, got '12'"),
-        (["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 x 24 CHUNK_FRAMES 3"],
-         "espdl_streaming_add_model(tcn): INPUT_SHAPE dimensions must be positive integers"),
-        (["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 0"],
-         "espdl_streaming_add_model(tcn): CHUNK_FRAMES must be a positive integer, got '0'"),
-        (["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24"],
-         "espdl_streaming_add_model(tcn): CHUNK_FRAMES is required"),
-        (["tcn " + GOOD + " PLACEMENT PARTITION"],
-         "espdl_streaming_add_model(tcn): PLACEMENT must be 'RODATA' or 'PARTITION <label>'"),
-        (["tcn " + GOOD + " CALIBRATION calib.txt"],
-         "espdl_streaming_add_model(tcn): CALIBRATION must be <file.npy>, <file.npz> or "
-         "<file.py>:<function>"),
-        (["tcn TARGET nope MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
-         "espdl_streaming_add_model(tcn): TARGET 'nope' is not a target"),
-        (["tcn " + GOOD, "tcn " + GOOD],
-         "espdl_streaming_add_model(tcn): a model named 'tcn' is already declared"),
+        (
+            ["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 x 24 CHUNK_FRAMES 3"],
+            "espdl_streaming_add_model(tcn): INPUT_SHAPE dimensions must be positive integers",
+        ),
+        (
+            ["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 0"],
+            "espdl_streaming_add_model(tcn): CHUNK_FRAMES must be a positive integer, got '0'",
+        ),
+        (
+            ["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24"],
+            "espdl_streaming_add_model(tcn): CHUNK_FRAMES is required",
+        ),
+        (
+            ["tcn " + GOOD + " PLACEMENT PARTITION"],
+            "espdl_streaming_add_model(tcn): PLACEMENT must be 'RODATA' or 'PARTITION <label>'",
+        ),
+        (
+            ["tcn " + GOOD + " CALIBRATION calib.txt"],
+            "espdl_streaming_add_model(tcn): CALIBRATION must be <file.npy>, <file.npz> or <file.py>:<function>",
+        ),
+        (
+            ["tcn TARGET nope MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
+            "espdl_streaming_add_model(tcn): TARGET 'nope' is not a target",
+        ),
+        (["tcn " + GOOD, "tcn " + GOOD], "espdl_streaming_add_model(tcn): a model named 'tcn' is already declared"),
     ],
-    ids=["digit-name", "dash-name", "keyword-name", "missing-model", "model-no-factory", "bits-12",
-         "shape-not-int", "chunk-zero", "chunk-missing", "partition-no-label", "calibration-kind",
-         "no-target", "duplicate"],
+    ids=[
+        "digit-name",
+        "dash-name",
+        "keyword-name",
+        "missing-model",
+        "model-no-factory",
+        "bits-12",
+        "shape-not-int",
+        "chunk-zero",
+        "chunk-missing",
+        "partition-no-label",
+        "calibration-kind",
+        "no-target",
+        "duplicate",
+    ],
 )
 def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message: str) -> None:
     (tmp_path / "model.py").write_text("def build():\n    raise NotImplementedError\n")
@@ -254,8 +296,19 @@ def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message:
         *[f"espdl_streaming_add_model({call})" for call in calls],
     ]
     (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
-    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path,
-                "-B", tmp_path / "build", f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])
+    proc = run(
+        [
+            CMAKE,
+            "-G",
+            "Ninja",
+            f"-DCMAKE_MAKE_PROGRAM={NINJA}",
+            "-S",
+            tmp_path,
+            "-B",
+            tmp_path / "build",
+            f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}",
+        ]
+    )
     assert proc.returncode != 0
     assert message in flat(proc.stdout), proc.stdout
 
@@ -269,9 +322,21 @@ def test_missing_python_modules_fail_the_build_not_the_configure(tmp_path: Path)
     model_dir.mkdir()
     model, _ = write_model_copy(model_dir)
     build = tmp_path / "build"
-    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", PROJECT, "-B", build,
-                f"-DESPDL_STREAMING_ROOT={REPO}", f"-DESPDL_STREAMING_PYTHON={bare}",
-                f"-DTCN_MODEL={model}:build"])
+    proc = run(
+        [
+            CMAKE,
+            "-G",
+            "Ninja",
+            f"-DCMAKE_MAKE_PROGRAM={NINJA}",
+            "-S",
+            PROJECT,
+            "-B",
+            build,
+            f"-DESPDL_STREAMING_ROOT={REPO}",
+            f"-DESPDL_STREAMING_PYTHON={bare}",
+            f"-DTCN_MODEL={model}:build",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout
     proc = run([CMAKE, "--build", build])
     assert proc.returncode != 0

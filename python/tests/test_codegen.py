@@ -386,9 +386,7 @@ def build_and_run(glue: dict[str, Any], work: Path, objects: list[Path]) -> tupl
 
 
 @pytest.mark.parametrize("rounding", ["half_even", "half_up"])
-def test_generated_class_streams_golden_data(
-    rounding: str, tmp_path: Path, runtime_objects: list[Path]
-) -> None:
+def test_generated_class_streams_golden_data(rounding: str, tmp_path: Path, runtime_objects: list[Path]) -> None:
     result, _ = build_and_run(make_glue(rounding), tmp_path, runtime_objects)
     assert result["init_default"] == 0x106  # ESP_ERR_NOT_SUPPORTED: no engine on plain host builds
     assert result["init"] == 0

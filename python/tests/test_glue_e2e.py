@@ -17,13 +17,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+
 from espdl_streaming.espdl import Simulator, load_espdl, quantize
 from espdl_streaming.verify import TensorSpec, _random_stream
 
 CHUNKS = 11
 EXTRA_FRAMES = 2
-CXX = ["g++", "-std=gnu++17", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti",
-       "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+CXX = [
+    "g++",
+    "-std=gnu++17",
+    "-O1",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fno-exceptions",
+    "-fno-rtti",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+]
 RUNTIME = ["quantize.cpp", "stream_runner.cpp", "self_test.cpp", "no_backend.cpp"]
 
 MAIN = r"""
@@ -148,18 +160,37 @@ def test_generated_glue_equals_simulator(example_builds: dict[str, Path], target
     (tmp_path / "test_data.h").write_text(data)
     (tmp_path / "main.cpp").write_text(MAIN)
     (tmp_path / "blob.cpp").write_text(
-        'extern "C" { alignas(16) extern const unsigned char espdl_streaming_tcn_espdl[16] = {0}; }\n')
+        'extern "C" { alignas(16) extern const unsigned char espdl_streaming_tcn_espdl[16] = {0}; }\n'
+    )
     exe = tmp_path / "glue_test"
     subprocess.run(
-        [*CXX, "-I", str(REPO / "include"), "-I", str(out), "-I", str(tmp_path), str(out / "tcn.cpp"),
-         str(tmp_path / "main.cpp"), str(tmp_path / "blob.cpp"), *(str(REPO / "src" / s) for s in RUNTIME),
-         "-o", str(exe)],
+        [
+            *CXX,
+            "-I",
+            str(REPO / "include"),
+            "-I",
+            str(out),
+            "-I",
+            str(tmp_path),
+            str(out / "tcn.cpp"),
+            str(tmp_path / "main.cpp"),
+            str(tmp_path / "blob.cpp"),
+            *(str(REPO / "src" / s) for s in RUNTIME),
+            "-o",
+            str(exe),
+        ],
         check=True,
     )
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
     result = {k: int(v) for k, v in (line.split("=", 1) for line in run.stdout.splitlines())}
     assert result == {
-        "init": 0, "chunks": CHUNKS, "mismatches": 0, "deq_mismatches": 0, "pending": EXTRA_FRAMES,
-        "input_mismatches": 0, "self_test": 0, "input_mismatches_after_self_test": 0,
+        "init": 0,
+        "chunks": CHUNKS,
+        "mismatches": 0,
+        "deq_mismatches": 0,
+        "pending": EXTRA_FRAMES,
+        "input_mismatches": 0,
+        "self_test": 0,
+        "input_mismatches_after_self_test": 0,
     }, run.stdout + run.stderr

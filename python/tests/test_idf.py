@@ -40,10 +40,12 @@ IDF_PYTHON = _idf_python()
 if not IDF_PATH:
     pytestmark = pytest.mark.skip(
         reason="IDF_PATH is not set: run tools/setup_idf_dev.sh and source "
-               "<idf>/espdl_streaming_env.sh to build for ESP-IDF's linux target")
+        "<idf>/espdl_streaming_env.sh to build for ESP-IDF's linux target"
+    )
 elif IDF_PYTHON is None:
     pytestmark = pytest.mark.skip(
-        reason="IDF_PYTHON_ENV_PATH does not name the Python env of idf.py (tools/setup_idf_dev.sh)")
+        reason="IDF_PYTHON_ENV_PATH does not name the Python env of idf.py (tools/setup_idf_dev.sh)"
+    )
 
 ROOT_CMAKELISTS = """\
 cmake_minimum_required(VERSION 3.22)
@@ -84,8 +86,7 @@ extern "C" void app_main(void) {}
 
 def idf_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(IDF_COMPONENT_MANAGER="0", IDF_PYTHON_CHECK_CONSTRAINTS="no",
-               ESPDL_STREAMING_PYTHON=TOOL_PYTHON)
+    env.update(IDF_COMPONENT_MANAGER="0", IDF_PYTHON_CHECK_CONSTRAINTS="no", ESPDL_STREAMING_PYTHON=TOOL_PYTHON)
     return env
 
 
@@ -93,8 +94,9 @@ def idf(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert IDF_PATH is not None and IDF_PYTHON is not None
     cmd = [IDF_PYTHON, str(Path(IDF_PATH) / "tools" / "idf.py"), *args]
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=project, env=idf_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=900)
+    proc = subprocess.run(
+        cmd, cwd=project, env=idf_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900
+    )
     print(f"$ idf.py {' '.join(args)}  ({time.monotonic() - start:.2f} s, exit {proc.returncode})")
     return proc
 
@@ -108,8 +110,7 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def make_project(root: Path, main_cmake: str, main_cpp: str, *, seed: int = 7,
-                 partitions: str | None = None) -> Path:
+def make_project(root: Path, main_cmake: str, main_cpp: str, *, seed: int = 7, partitions: str | None = None) -> Path:
     components = root / "components"
     components.mkdir()
     (components / "espdl_streaming").symlink_to(REPO, target_is_directory=True)
@@ -122,7 +123,8 @@ def make_project(root: Path, main_cmake: str, main_cpp: str, *, seed: int = 7,
     if partitions is not None:
         (project / "partitions.csv").write_text(partitions)
         (project / "sdkconfig.defaults").write_text(
-            'CONFIG_PARTITION_TABLE_CUSTOM=y\nCONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"\n')
+            'CONFIG_PARTITION_TABLE_CUSTOM=y\nCONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"\n'
+        )
     proc = idf(project, "--preview", "set-target", "linux")
     assert proc.returncode == 0, proc.stdout
     return project
@@ -149,9 +151,10 @@ def rodata_project(tmp_path_factory: pytest.TempPathFactory) -> Built:
     root = tmp_path_factory.mktemp("idf_rodata")
     project = make_project(
         root,
-        "idf_component_register(SRCS \"main.cpp\" PRIV_REQUIRES espdl_streaming)\n"
+        'idf_component_register(SRCS "main.cpp" PRIV_REQUIRES espdl_streaming)\n'
         "espdl_streaming_add_model(tcn MODEL tcn_model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3)\n",
-        MAIN_CPP)
+        MAIN_CPP,
+    )
     first = idf(project, "build")
     assert first.returncode == 0, first.stdout
     return Built(project, first)
@@ -163,18 +166,15 @@ def test_build_runs_the_quantizer_and_embeds_the_model(rodata_project: Built) ->
     espdl = rodata_project.out_dir / "tcn.espdl"
     assert espdl.is_file()
     elf = rodata_project.project / "build" / "espdl_streaming_idf_check.elf"
-    run = subprocess.run([str(elf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         timeout=30)
+    run = subprocess.run([str(elf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
     print(run.stdout)
     assert run.returncode == 0
-    assert (f"espdl_bytes={espdl.stat().st_size} aligned=1 magic=EDL2 chunk_frames=3 feature_dim=16"
-            in run.stdout)
+    assert f"espdl_bytes={espdl.stat().st_size} aligned=1 magic=EDL2 chunk_frames=3 feature_dim=16" in run.stdout
 
 
 def test_kconfig_defaults_reach_the_tool(rodata_project: Built) -> None:
     ninja = (rodata_project.project / "build" / "build.ninja").read_text()
-    command = next(line for line in ninja.splitlines()
-                   if "-m espdl_streaming build" in line and "--name tcn" in line)
+    command = next(line for line in ninja.splitlines() if "-m espdl_streaming build" in line and "--name tcn" in line)
     assert "--target esp32p4" in command  # CONFIG_ESPDL_STREAMING_HOST_CHIP on linux
     assert "--calib-steps 32" in command
     assert "--verify-chunks 8" in command
@@ -201,25 +201,30 @@ def test_editing_the_model_reruns_only_the_quantizer_and_relinks(rodata_project:
         r"|Building (CXX|ASM) object esp-idf/main/.*/espdl_streaming/tcn/tcn(\.cpp|_espdl\.S)\.o"
         r"|Building CXX object esp-idf/main/.*/main\.cpp\.o"  # includes tcn.hpp
         r"|Linking C(XX)? static library esp-idf/main/libmain\.a"
-        r"|Linking CXX executable espdl_streaming_idf_check\.elf")
+        r"|Linking CXX executable espdl_streaming_idf_check\.elf"
+    )
     assert [s for s in ran if not allowed.search(s)] == []
     assert any("Linking CXX executable" in s for s in ran)
     assert "ninja: no work to do" in idf(rodata_project.project, "build").stdout
 
 
 PARTITION_MAIN_CMAKE = (
-    "idf_component_register(SRCS \"main.cpp\" PRIV_REQUIRES espdl_streaming esp_partition)\n"
+    'idf_component_register(SRCS "main.cpp" PRIV_REQUIRES espdl_streaming esp_partition)\n'
     "espdl_streaming_add_model(tcn MODEL tcn_model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3\n"
-    "                          PLACEMENT PARTITION model)\n")
-TABLE = ("# Name, Type, SubType, Offset, Size, Flags\n"
-         "nvs,      data, nvs,     0x9000,  0x6000,\n"
-         "phy_init, data, phy,     0xf000,  0x1000,\n"
-         "factory,  app,  factory, 0x10000, 1M,\n")
+    "                          PLACEMENT PARTITION model)\n"
+)
+TABLE = (
+    "# Name, Type, SubType, Offset, Size, Flags\n"
+    "nvs,      data, nvs,     0x9000,  0x6000,\n"
+    "phy_init, data, phy,     0xf000,  0x1000,\n"
+    "factory,  app,  factory, 0x10000, 1M,\n"
+)
 
 
 def test_too_small_partition_fails_the_build_with_the_size(tmp_path: Path) -> None:
-    project = make_project(tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP,
-                           partitions=TABLE + "model,    data, spiffs,  ,        4K,\n")
+    project = make_project(
+        tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP, partitions=TABLE + "model,    data, spiffs,  ,        4K,\n"
+    )
     proc = idf(project, "build")
     out = flat(proc.stdout)
     assert proc.returncode != 0
@@ -228,8 +233,10 @@ def test_too_small_partition_fails_the_build_with_the_size(tmp_path: Path) -> No
     if size <= 4096:
         pytest.skip(f"the example model is only {size} bytes: a 4K partition holds it")
     needed = (size + 4095) // 4096 * 4096
-    assert (f"espdl_streaming_add_model(tcn): tcn.espdl is {size} bytes but partition 'model' is "
-            f"4096 bytes (0x1000). It needs at least {needed} bytes ({needed:#x})") in out, proc.stdout
+    assert (
+        f"espdl_streaming_add_model(tcn): tcn.espdl is {size} bytes but partition 'model' is "
+        f"4096 bytes (0x1000). It needs at least {needed} bytes ({needed:#x})"
+    ) in out, proc.stdout
     assert f"model, data, spiffs, , {needed // 1024}K," in out
 
 
@@ -238,14 +245,14 @@ def test_missing_partition_fails_the_build_with_the_line_to_add(tmp_path: Path) 
     proc = idf(project, "build")
     out = flat(proc.stdout)
     assert proc.returncode != 0
-    assert "espdl_streaming_add_model(tcn): PARTITION 'model' is not in the partition table" in out, \
-        proc.stdout
+    assert "espdl_streaming_add_model(tcn): PARTITION 'model' is not in the partition table" in out, proc.stdout
     assert "add this line to the table" in out and "model, data, spiffs, ," in out
 
 
 def test_partition_that_fits_builds_and_preloads_emulated_flash(tmp_path: Path) -> None:
-    project = make_project(tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP,
-                           partitions=TABLE + "model,    data, spiffs,  ,        1M,\n")
+    project = make_project(
+        tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP, partitions=TABLE + "model,    data, spiffs,  ,        1M,\n"
+    )
     proc = idf(project, "build")
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.count(QUANTIZING) == 1

@@ -7,9 +7,10 @@ import io
 import tempfile
 from pathlib import Path
 
-import espdl_streaming  # noqa: F401  (import before esp_ppq: it puts its own espdl_streaming.py on sys.path)
 import pytest
 from conftest import EXAMPLE_MODEL
+
+import espdl_streaming  # noqa: F401  (import before esp_ppq: it puts its own espdl_streaming.py on sys.path)
 from espdl_streaming.declaration import make_declaration
 from espdl_streaming.errors import VerificationError
 from espdl_streaming.verify import verify
@@ -35,23 +36,45 @@ def _auto_streaming_export(decl, tmp: Path) -> tuple[bytes, bytes]:
         torch.onnx.export(model, (torch.zeros(1, 16, 24),), str(onnx_path), opset_version=18, dynamo=False)
         torch.manual_seed(0)
         calib = [torch.randn(1, 16, 24) for _ in range(8)]
-        graph = espdl_quantize_onnx(str(onnx_path), str(tmp / "x.espdl"), calib, 8, [[1, 16, 24]],
-                                    target="esp32p4", num_of_bits=8, device="cpu", error_report=False,
-                                    skip_export=True, verbose=0)
+        graph = espdl_quantize_onnx(
+            str(onnx_path),
+            str(tmp / "x.espdl"),
+            calib,
+            8,
+            [[1, 16, 24]],
+            target="esp32p4",
+            num_of_bits=8,
+            device="cpu",
+            error_report=False,
+            skip_export=True,
+            verbose=0,
+        )
         platform = get_target_platform("esp32p4", 8)
         values = generate_test_value(graph, "cpu", [calib[0]])
-        PFL.Exporter(platform=platform).export(str(tmp / "off.espdl"), graph, values_for_test=values,
-                                               export_config=False)
+        PFL.Exporter(platform=platform).export(
+            str(tmp / "off.espdl"), graph, values_for_test=values, export_config=False
+        )
         table = [insert_streaming_cache_on_var("/proj/Conv_output_0", 2, "/Slice")]
-        PFL.Exporter(platform=platform).export(str(tmp / "st.espdl"), graph, export_config=False,
-                                               auto_streaming=True, streaming_input_shape=[1, 16, 3],
-                                               streaming_table=table)
+        PFL.Exporter(platform=platform).export(
+            str(tmp / "st.espdl"),
+            graph,
+            export_config=False,
+            auto_streaming=True,
+            streaming_input_shape=[1, 16, 3],
+            streaming_table=table,
+        )
     return (tmp / "off.espdl").read_bytes(), (tmp / "st.espdl").read_bytes()
 
 
 def test_verifier_catches_esp_ppq_residual_bug(tmp_path: Path) -> None:
-    decl = make_declaration(name="tcn", model=f"{EXAMPLE_MODEL}:build", input_shape="1,16,24", chunk_frames=3,
-                            target="esp32p4", out_dir=tmp_path)
+    decl = make_declaration(
+        name="tcn",
+        model=f"{EXAMPLE_MODEL}:build",
+        input_shape="1,16,24",
+        chunk_frames=3,
+        target="esp32p4",
+        out_dir=tmp_path,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         offline, streaming = _auto_streaming_export(decl, Path(tmp))
     with pytest.raises(VerificationError) as err:

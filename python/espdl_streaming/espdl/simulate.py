@@ -211,8 +211,13 @@ def _conv(run: _NodeRun) -> list[_Value]:
         y = np.tensordot(windows, w, axes=(list(range(rank + 1, 2 * rank + 2)), list(range(rank + 1))))
     else:
         w = _filter_real(weight, -2)[..., 0]  # (*K, N), one input channel per output
-        y = np.einsum(windows, list(range(2 * rank + 2)), w, list(range(rank + 1, 2 * rank + 2)),
-                      list(range(rank + 1)) + [2 * rank + 1])
+        y = np.einsum(
+            windows,
+            list(range(2 * rank + 2)),
+            w,
+            list(range(rank + 1, 2 * rank + 2)),
+            list(range(rank + 1)) + [2 * rank + 1],
+        )
     return [run.emit(_activation(run, y + _bias_real(run, 2)))]
 
 
@@ -350,6 +355,8 @@ def _lookup(run: _NodeRun, table: Tensor) -> list[_Value]:
         nearest = _round(index / step, run.rounding).astype(np.int64)
         out = entries[np.clip(nearest, 0, entries.size - 1)]
     table_exp = table.exponents[0] if table.exponents else spec.exponent
+    if table_exp is None:
+        raise _fail(run.node, "has a LUT without an exponent")
     if spec.exponent is not None and table_exp == spec.exponent and spec.dtype in _INT_RANGES:
         lo, hi = _INT_RANGES[spec.dtype]
         return [_Value(np.clip(out, lo, hi).astype(spec.dtype), spec.exponent)]
@@ -398,6 +405,7 @@ def _slice(run: _NodeRun) -> list[_Value]:
 
 def _clamp_slice(start: int, end: int, step: int, size: int) -> tuple[int | None, int | None, int]:
     """ONNX Slice bounds (INT64 sentinels, negatives) as a Python slice."""
+
     def clamp(v: int, low: int, high: int) -> int:
         if v < 0:
             v += size
