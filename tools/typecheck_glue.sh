@@ -2,7 +2,8 @@
 # Type-check the chip-only C++ (the dl::Model backend and a generated model class) against the
 # real ESP-DL and ESP-IDF headers, with the host g++ standing in for the cross compilers.
 #
-#   ESPDL_DIR=/path/to/esp-dl/esp-dl IDF_PATH=/path/to/esp-idf tools/typecheck_glue.sh [target...]
+#   ESPDL_DIR=/path/to/esp-dl/esp-dl IDF_PATH=/path/to/esp-idf [GLUE_DIRS="out/demo/esp32p4 ..."] \
+#       tools/typecheck_glue.sh [target...]
 #
 # ESPDL_DIR is the ESP-DL component (the folder holding dl/ and fbs_loader/), IDF_PATH an ESP-IDF
 # work tree; targets default to "esp32p4 esp32s3". Nothing is built or linked (-fsyntax-only):
@@ -151,10 +152,14 @@ typecheck() { # target
     # esp_libc's platform headers wrap newlib/picolibc ones; after the host libc, only its own headers are found.
     flags+=(-idirafter "$IDF_PATH/components/esp_libc/platform_include")
 
-    local f
+    local f extra=() d
+    # GLUE_DIRS: directories of real build outputs (NAME.cpp + NAME.hpp) to check as well.
+    for d in ${GLUE_DIRS:-}; do
+        for f in "$d"/*.cpp; do [[ -f "$f" ]] && extra+=("$f"); done
+    done
     for f in "$ROOT/src/espdl_model.cpp" "$ROOT/src/stream_runner.cpp" "$ROOT/src/quantize.cpp" \
-             "$ROOT/src/self_test.cpp" "$WORK/kws.cpp" "$WORK/kws_part.cpp"; do
-        "$CXX" "${flags[@]}" "$f"
+             "$ROOT/src/self_test.cpp" "$WORK/kws.cpp" "$WORK/kws_part.cpp" "${extra[@]}"; do
+        "$CXX" "${flags[@]}" -I "$(dirname "$f")" "$f"
         echo "$t: ok ${f#"$ROOT/"}" | sed "s|$WORK/|generated/|"
     done
 }

@@ -402,6 +402,14 @@ class _Planner:
                     for o in op.outputs:
                         self.state[o.name] = VarState("stream", j, src.frames, src.stride, src.receptive_field)
                     return
+                if after_in == after_out:
+                    raise self.refuse(
+                        op,
+                        f"reshapes a time-varying tensor to a constant shape {out_shape} that holds the offline "
+                        f"frame count {in_shape[src.axis]}",
+                        "use Flatten/Squeeze/Unsqueeze (or view(x.shape[0], ...) with -1 on the time axis), or "
+                        "slice the frames first",
+                    )
                 break
             acc *= d
         raise self.refuse(

@@ -206,6 +206,37 @@ def test_lookahead_error_names_node(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_reduction_over_time_is_refused_naming_the_node(tmp_path: Path) -> None:
+    r = run_cli(*build_args("tm", f"{TEST_MODELS / 'time_mean.py'}:build", "1,8,16", 4, "esp32s3", tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: tm: node '")
+    assert "time axis" in r.stderr and "ReduceMean" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_esp_ppq_logged_errors_become_failures() -> None:
+    import espdl_streaming.quantize as q
+    from espdl_streaming.declaration import make_declaration
+    from espdl_streaming.errors import QuantizeError
+
+    decl = make_declaration(
+        name="tcn",
+        model=f"{EXAMPLE_MODEL}:build",
+        input_shape="1,16,24",
+        chunk_frames=3,
+        target="esp32p4",
+        out_dir=Path("/tmp"),
+    )
+    from esp_ppq.log import NaiveLogger
+
+    with q._capture_esp_ppq_log() as capture:
+        NaiveLogger.get_logger("ESPDL").info("fine")
+        NaiveLogger.get_logger("ESPDL").error("Operation /Foo of type Bar is not supported")
+    assert capture.errors == ["[ERROR][ESPDL] Operation /Foo of type Bar is not supported"]
+    with pytest.raises(QuantizeError, match="(?s)esp-ppq reported 1 error.*/Foo"):
+        q._check_errors(decl, capture, "converting to streaming", 0)
+
+
 def test_wrong_calibration_shape(good_out: Path, tmp_path: Path) -> None:
     np.save(tmp_path / "bad.npy", np.zeros((4, 16, 20), np.float32))
     before = _snapshot(good_out)
