@@ -64,6 +64,7 @@ def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, f
             "stream_seed": STREAM_SEED,
             "offline_test_outputs_reproduced": v.offline_test_outputs_checked,
             "rounding": v.rounding,
+            "reference": v.reference,
             "caches": q.plan.as_json(),
         },
         "receptive_field_frames": q.plan.receptive_field,
@@ -120,7 +121,7 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     q = quantize(decl)
     seconds = dict(q.seconds)
     t = time.perf_counter()
-    v = verify(decl, q.offline_bytes, q.streaming_bytes)
+    v = verify(decl, q.offline_bytes, q.streaming_bytes, receptive_field=q.plan.receptive_field)
     seconds["verify"] = time.perf_counter() - t
     t = time.perf_counter()
     hpp, cpp = render_glue(make_glue(decl, v, q, command_line))

@@ -193,7 +193,7 @@ class _Planner:
                 "is recurrent: ESP-DL resets its hidden state on every run, so it cannot stream yet",
                 "use causal convolutions, or run the model offline on a window",
             )
-        elif op.type == "ConvTranspose":
+        elif op.type in ("ConvTranspose", "InsertZeros", "Resize", "Upsample"):
             raise self.refuse(
                 op,
                 "upsamples over time, which is not supported for streaming yet",
@@ -402,6 +402,10 @@ class _Planner:
                     for o in op.outputs:
                         self.state[o.name] = VarState("stream", j, src.frames, src.stride, src.receptive_field)
                     return
+                if after_in == after_out and self._retarget_reshape(op, j, in_shape[src.axis], src.frames):
+                    for o in op.outputs:
+                        self.state[o.name] = VarState("stream", j, src.frames, src.stride, src.receptive_field)
+                    return
                 if after_in == after_out:
                     raise self.refuse(
                         op,
@@ -418,6 +422,21 @@ class _Planner:
             "depends on the sequence length",
             "slice the frames the head needs first (x[:, :, -N:]), then flatten/reshape",
         )
+
+    @staticmethod
+    def _retarget_reshape(op: Any, axis: int, offline_frames: int, frames: int) -> bool:
+        """Rewrite a Reshape's constant target shape from the offline frame count to the chunk's."""
+        if len(op.inputs) < 2 or op.inputs[1].value is None:
+            return False
+        target = op.inputs[1].value
+        values = _ints(target)
+        if axis >= len(values) or values[axis] not in (offline_frames, -1):
+            return False
+        if values[axis] == offline_frames:
+            values[axis] = frames
+            # esp-ppq holds constants as torch tensors; keep the dtype.
+            op.inputs[1].value = target.new_tensor(values) if hasattr(target, "new_tensor") else values
+        return True
 
     op_Flatten = _reshape_like
     op_Reshape = _reshape_like

@@ -12,7 +12,7 @@ offline file; otherwise it cannot judge anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,7 @@ class VerifyResult:
     golden_outputs: list[np.ndarray]  # per output (sorted by name): [chunks, elements]
     golden_chunks: int
     rounding: str
-    notes: list[str] = field(default_factory=list)
+    reference: str = "prefix"  # "prefix": offline on [0, L); "window": offline on [L-T, L)
 
 
 def _spec(v: ValueInfo) -> TensorSpec:
@@ -115,9 +115,7 @@ def _random_stream(spec: TensorSpec, frames: int, feature_shape: list[int]) -> n
     return data.astype(np.float32)
 
 
-def _first_bad_node(
-    decl: Declaration, st_model: EspdlModel, st_trace: dict[str, np.ndarray], off_trace: dict[str, np.ndarray]
-) -> str:
+def _first_bad_node(st_model: EspdlModel, st_trace: dict[str, np.ndarray], off_trace: dict[str, np.ndarray]) -> str:
     for node in st_model.nodes:
         for var in node.outputs:
             if var not in st_trace or var not in off_trace:
@@ -128,7 +126,17 @@ def _first_bad_node(
     return "no single node (the difference builds up across nodes)"
 
 
-def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> VerifyResult:
+def _runs_on_any_length(sim: Simulator, name: str, q_stream: np.ndarray, frames: int) -> bool:
+    try:
+        sim.run({name: q_stream[:, :frames]})
+    except (EspdlStreamingError, ValueError):  # the simulator's shape errors, numpy's broadcasting ones
+        return False
+    return True
+
+
+def verify(
+    decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes, *, receptive_field: int = 1
+) -> VerifyResult:
     rounding = rounding_for_target(decl.chip)
     off_model = read_espdl(offline_bytes, source=f"{decl.name}.offline.espdl")
     st_model = read_espdl(streaming_bytes, source=f"{decl.name}.espdl")
@@ -154,6 +162,19 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
     total_chunks = decl.verify_chunks + MAX_WARMUP_CHUNKS
     stream = _random_stream(in_spec, total_chunks * chunk, feature_shape)
     q_stream = quantize(stream, in_spec.exponent, in_spec.dtype, rounding)[None]  # [1, frames, ...]
+
+    # Reference for chunk k: the offline model on the causal prefix [0, L), L = (k+1)*chunk.  A
+    # model with constant reshapes over time only runs on its declared length T: then the
+    # reference is the offline model on the window [L-T, L), valid once the receptive field and
+    # a chunk fit in it (what the window cannot see does not reach the compared frames).
+    offline_frames = decl.offline_frames
+    prefix_mode = _runs_on_any_length(off_sim, off_in.name, q_stream, offline_frames + chunk)
+    if not prefix_mode and receptive_field + chunk - 1 > offline_frames:
+        raise VerificationError(
+            f"{decl.name}: the offline model only runs on its declared {offline_frames} frames, which is shorter "
+            f"than its receptive field ({receptive_field} frames) plus a chunk: declare a longer --input-shape "
+            "(time on dim 2) so the streaming model can be checked against it"
+        )
 
     st_sim.reset()
     checked = warmup = 0
@@ -183,11 +204,15 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
                 golden[i].append(np.asarray(st_out[spec.name]).reshape(-1))
         prefix = q_stream[:, : (k + 1) * chunk]
         prefix_len = (k + 1) * chunk
+        if not prefix_mode:
+            prefix = prefix[:, prefix_len - offline_frames :] if prefix_len >= offline_frames else None
         try:
-            off_out = off_sim.run({off_in.name: prefix})
-        except Exception:
-            if prefix_len >= decl.offline_frames:
-                raise
+            off_out = off_sim.run({off_in.name: prefix}) if prefix is not None else None
+        except (EspdlStreamingError, ValueError) as exc:
+            if prefix_len >= offline_frames:
+                raise VerificationError(
+                    f"{decl.name}: the offline model cannot run on {prefix_len} frames: {exc}"
+                ) from exc
             off_out = None
         refs = None
         if off_out is not None:
@@ -208,24 +233,23 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
             if not np.array_equal(have, ref):
                 diff = np.abs(have.astype(np.int64) - ref.astype(np.int64))
                 where = _locate(
-                    decl,
                     st_model,
+                    rounding,
                     off_sim,
-                    st_model_sim=(st_model, rounding),
-                    q_stream=q_stream,
-                    k=k,
-                    off_name=off_in.name,
-                    in_name=in_spec.name,
+                    [q_stream[:, n * chunk : (n + 1) * chunk] for n in range(k + 1)],
+                    in_spec.name,
+                    {off_in.name: prefix},
                 )
                 raise VerificationError(
                     f"{decl.name}: streaming chunk {k} differs from the offline model on frames "
-                    f"[0, {prefix_len}): output '{spec.name}' has {int(np.count_nonzero(diff))} differing values "
+                    f"[{prefix_len - prefix.shape[1]}, {prefix_len}): output '{spec.name}' has {int(np.count_nonzero(diff))} differing values "
                     f"(max |diff| {int(diff.max())}); first differing: {where}"
                 )
         checked += 1
         k += 1
     golden_chunks = min(GOLDEN_CHUNKS, k)
     return VerifyResult(
+        reference="prefix" if prefix_mode else "window",
         verified=True,
         chunks_checked=checked,
         warmup_chunks=warmup,
@@ -244,23 +268,18 @@ def verify(decl: Declaration, offline_bytes: bytes, streaming_bytes: bytes) -> V
 
 
 def _locate(
-    decl: Declaration,
     st_model: EspdlModel,
+    rounding: str,
     off_sim: Simulator,
-    *,
-    st_model_sim: tuple[EspdlModel, str],
-    q_stream: np.ndarray,
-    k: int,
-    off_name: str,
+    chunks: list[np.ndarray],
     in_name: str,
+    reference: dict[str, np.ndarray],
 ) -> str:
-    """Re-run to chunk k with tracing and name the first node whose output differs."""
-    model, rounding = st_model_sim
-    sim = Simulator(model, rounding)  # type: ignore[arg-type]
+    """Re-run the streaming model over `chunks` with tracing and the offline model on `reference`;
+    name the first node whose output differs."""
+    sim = Simulator(st_model, rounding)  # type: ignore[arg-type]
     sim.reset()
-    chunk = decl.chunk_frames
     trace: dict[str, np.ndarray] = {}
-    for j in range(k + 1):
-        trace = sim.run({in_name: q_stream[:, j * chunk : (j + 1) * chunk]}, trace=True)
-    off_trace = off_sim.run({off_name: q_stream[:, : (k + 1) * chunk]}, trace=True)
-    return _first_bad_node(decl, st_model, trace, off_trace)
+    for q_chunk in chunks:
+        trace = sim.run({in_name: q_chunk}, trace=True)
+    return _first_bad_node(st_model, trace, off_sim.run(reference, trace=True))

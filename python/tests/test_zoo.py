@@ -1,0 +1,39 @@
+"""The model zoo: each architecture verifies bit-exact or is refused with the expected reason, on every chip family."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, run_cli
+from zoo.zoo_models import ENTRIES, Entry
+
+ZOO_FILE = Path(__file__).resolve().parent / "zoo" / "zoo_models.py"
+CHIPS = ["esp32p4", "esp32s3", "esp32c3"]
+EXTRA = [
+    Entry("tcn", "1,16,24", 3, None),
+    Entry("per_frame", "1,8,20", 4, None),
+    Entry("branchy", "1,8,16", 2, None),
+    Entry("lookahead", "1,8,16", 4, "1 future frame"),
+    Entry("time_mean", "1,8,16", 4, "time axis"),
+]
+MODEL_FILES = {"tcn": f"{EXAMPLE_MODEL}:build", **{e.name: f"{TEST_MODELS / e.name}.py:build" for e in EXTRA[1:]}}
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+@pytest.mark.parametrize("entry", ENTRIES + EXTRA, ids=lambda e: e.name)
+def test_zoo(entry: Entry, chip: str, tmp_path: Path) -> None:
+    model = MODEL_FILES.get(entry.name, f"{ZOO_FILE}:{entry.name}")
+    r = run_cli(*build_args(entry.name, model, entry.input_shape, entry.chunk, chip, tmp_path, "--calib-steps", "8"))
+    if entry.expect is None:
+        assert r.returncode == 0, r.stderr
+        report = json.loads((tmp_path / f"{entry.name}.report.json").read_text())
+        assert report["streaming"]["verified"] is True
+        assert report["streaming"]["max_abs_diff"] == 0
+        assert report["streaming"]["chunks_checked"] >= 8
+    else:
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert r.stderr.startswith(f"error: {entry.name}: node '"), r.stderr
+        assert entry.expect in r.stderr, r.stderr
+        assert list(tmp_path.iterdir()) == []
