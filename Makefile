@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.espdl_streaming-installed
 DEMO_OUT := out/demo
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest python/tests -q -p no:cacheprovider
+
+# Benchmarks (under 15 minutes on 2 cores): writes BENCHMARKS.md; scratch files in build/bench/.
+bench: $(STAMP)
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(DEMO_OUT) build

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from common import (
     BENCH,
     EXAMPLE_MODEL,
@@ -48,9 +47,27 @@ def write_calibration(path: Path) -> None:
 
 
 def ours_cmd(calib: Path, out: Path) -> list:
-    return [PYTHON, "-m", "espdl_streaming", "build", "--name", "tcn", "--model", f"{EXAMPLE_MODEL}:build",
-            "--input-shape", "1,16,24", "--chunk-frames", "3", "--target", "esp32p4",
-            "--calibration", calib, "--out-dir", out, "--quiet"]
+    return [
+        PYTHON,
+        "-m",
+        "espdl_streaming",
+        "build",
+        "--name",
+        "tcn",
+        "--model",
+        f"{EXAMPLE_MODEL}:build",
+        "--input-shape",
+        "1,16,24",
+        "--chunk-frames",
+        "3",
+        "--target",
+        "esp32p4",
+        "--calibration",
+        calib,
+        "--out-dir",
+        out,
+        "--quiet",
+    ]
 
 
 def manual_cmd(calib: Path, out: Path) -> list:
@@ -63,8 +80,14 @@ def check_manual_output(out: Path) -> str:
     from espdl_streaming.errors import VerificationError
     from espdl_streaming.verify import verify
 
-    decl = make_declaration(name="tcn", model=f"{EXAMPLE_MODEL}:build", input_shape="1,16,24", chunk_frames=3,
-                            target="esp32p4", out_dir=WORK / "cold" / "verify-scratch")
+    decl = make_declaration(
+        name="tcn",
+        model=f"{EXAMPLE_MODEL}:build",
+        input_shape="1,16,24",
+        chunk_frames=3,
+        target="esp32p4",
+        out_dir=WORK / "cold" / "verify-scratch",
+    )
     try:
         verify(decl, (out / "tcn.offline.espdl").read_bytes(), (out / "tcn.espdl").read_bytes())
     except VerificationError as exc:
@@ -103,21 +126,28 @@ def markdown(r: ColdResult, reps: int) -> str:
     rows = [
         ["ours: quantize once, convert, **verify**, generate C++", fmt_seconds(r.ours), code(r.ours_cmd)],
         ["manual (ESP-DL tutorial): quantize twice, unverified", fmt_seconds(r.manual), code(r.manual_cmd)],
-        ["**ratio ours / manual** (per repetition; target <= 1.0)", fmt_ratio(r.ratio), "the two rows above, same repetition"],
+        [
+            "**ratio ours / manual** (per repetition; target <= 1.0)",
+            fmt_ratio(r.ratio),
+            "the two rows above, same repetition",
+        ],
     ]
-    return "\n".join([
-        "## 1. Cold build cost",
-        "",
-        "The example model (`examples/tcn/model.py:build`, input 1,16,24, chunk 3, esp32p4), calibrated on the",
-        f"same seeded `.npy` ({CALIB_SAMPLES} samples of [16, 24], `numpy.random.default_rng({CALIB_SEED})`, written",
-        "by the bench) by both sides, each run as a whole process (interpreter start, torch and esp-ppq import",
-        f"included) into a fresh directory. {reps} repetitions, alternating which of the two goes first; the",
-        "ratio is taken per repetition, then its median, min and max.",
-        "",
-        table(["what", "wall time", "command"], rows),
-        "",
-        "The manual output is **not verified** by anything in the tutorial's flow. With esp-ppq 1.3.12 it",
-        "is wrong for this model: esp-ppq splices the caches onto variables, so the residual `Add` reads the",
-        "cached (longer) tensor. Checked after the timing by feeding repetition 0's files to our verifier:",
-        f"{r.manual_check}",
-    ])
+    return "\n".join(
+        [
+            "## 1. Cold build cost",
+            "",
+            "The example model (`examples/tcn/model.py:build`, input 1,16,24, chunk 3, esp32p4), calibrated on the",
+            f"same seeded `.npy` ({CALIB_SAMPLES} samples of [16, 24],",
+            f"`numpy.random.default_rng({CALIB_SEED})`, written by the bench) by both sides, each run as a whole",
+            "process (interpreter start, torch and esp-ppq import included) into a fresh directory.",
+            f"{reps} repetitions, alternating which of the two goes first; the",
+            "ratio is taken per repetition, then its median, min and max.",
+            "",
+            table(["what", "wall time", "command"], rows),
+            "",
+            "The manual output is **not verified** by anything in the tutorial's flow. With esp-ppq 1.3.12 it",
+            "is wrong for this model: esp-ppq splices the caches onto variables, so the residual `Add` reads the",
+            "cached (longer) tensor. Checked after the timing by feeding repetition 0's files to our verifier:",
+            f"{r.manual_check}",
+        ]
+    )

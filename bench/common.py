@@ -33,7 +33,17 @@ def python_shown() -> str:
 
 
 def command_text(cmd: list[str | os.PathLike[str]]) -> str:
-    shown = [python_shown() if Path(str(c)) == PYTHON else show(c) if os.path.isabs(str(c)) else str(c) for c in cmd]
+    """A command as run from the repository root: paths inside the repository made relative."""
+    shown = []
+    for c in cmd:
+        text = str(c)
+        if Path(text) == PYTHON:
+            text = python_shown()
+        elif os.path.isabs(text):
+            text = show(text)
+        else:
+            text = text.replace(f"={REPO}/", "=").replace(f"={REPO}", "=.")
+        shown.append(text)
     return shlex.join(shown)
 
 

@@ -1,7 +1,8 @@
 // Figure 4 (bench/glue.py): per-chunk cost of the generated class (quantize the float frames,
 // copy into the model input, run, dequantize the outputs, call back) with a model double that
 // does no work, against a bare loop that only copies the same bytes (input floats -> staging,
-// output bytes -> caller). Both timed in this process, alternating, REPS repetitions of
+// output bytes -> caller), and a loop doing only the conversions (quantize the input floats,
+// dequantize the outputs). All timed in this process, alternating, REPS repetitions of
 // CHUNKS chunks each. Heap allocations are counted with -Wl,--wrap=malloc,calloc,realloc and
 // replaced operator new.
 //
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <new>
 
+#include "espdl_streaming/quantize.hpp"
 #include "tcn.hpp"
 
 using namespace espdl_streaming;
@@ -163,6 +165,32 @@ double time_copy(null_engine &engine, uint32_t out_bytes)
     return (t1 - t0) / CHUNKS;
 }
 
+// the conversions alone: quantize the chunk's floats and dequantize the outputs, nothing else
+double time_convert(null_engine &engine)
+{
+    const model_spec &spec = model_t::spec();
+    alignas(16) static uint8_t staging[IN_FLOATS * 2];
+    alignas(16) static float outputs[model_t::output_count * k_max_output_bytes];
+    float acc = 0;
+    const double t0 = now_ns();
+    for (uint32_t p = 0; p < PUSHES; ++p) {
+        for (uint32_t k = 0; k < CHUNKS_PER_PUSH; ++k) {
+            quantize(g_frames + size_t(k) * IN_FLOATS, IN_FLOATS, spec.input.exponent, spec.round_mode, spec.input.type,
+                     staging);
+            asm volatile("" : : "r"(staging) : "memory");
+            for (uint32_t i = 0; i < spec.output_count; ++i) {
+                dequantize(engine.m_output + i * k_max_output_bytes, spec.outputs[i].type, spec.outputs[i].elements,
+                           spec.outputs[i].exponent, outputs + i * k_max_output_bytes);
+            }
+            asm volatile("" : : "r"(outputs) : "memory");
+            acc += outputs[0];
+        }
+    }
+    const double t1 = now_ns();
+    g_sink_f = g_sink_f + acc;
+    return (t1 - t0) / CHUNKS;
+}
+
 } // namespace
 
 int main()
@@ -191,15 +219,18 @@ int main()
     const uint32_t out_bytes = output_bytes();
     time_ours(model);  // warm-up
     time_copy(engine, out_bytes);
+    time_convert(engine);
 
     const unsigned long before = g_allocs;
     const uint32_t chunks_before = model.chunks_run();
-    double ours[REPS], copy[REPS];
+    double ours[REPS], copy[REPS], convert[REPS];
     for (uint32_t r = 0; r < REPS; ++r) {
         if (r % 2 == 0) {
             ours[r] = time_ours(model);
             copy[r] = time_copy(engine, out_bytes);
+            convert[r] = time_convert(engine);
         } else {
+            convert[r] = time_convert(engine);
             copy[r] = time_copy(engine, out_bytes);
             ours[r] = time_ours(model);
         }
@@ -214,6 +245,8 @@ int main()
     for (uint32_t r = 0; r < REPS; ++r) std::printf("%s%.3f", r ? "," : "", ours[r]);
     std::printf("\ncopy_ns_per_chunk=");
     for (uint32_t r = 0; r < REPS; ++r) std::printf("%s%.3f", r ? "," : "", copy[r]);
+    std::printf("\nconvert_ns_per_chunk=");
+    for (uint32_t r = 0; r < REPS; ++r) std::printf("%s%.3f", r ? "," : "", convert[r]);
     std::printf("\nallocs_after_init=%lu\nchunks_after_init=%u\n", allocs, chunks);
     return 0;
 }

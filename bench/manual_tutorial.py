@@ -55,13 +55,19 @@ def main(model_ref: str, calib_path: str, out_dir: str) -> None:
     )
     model = load_model(model_ref)
     # 1. offline model, with esp-ppq's test values
-    espdl_quantize_torch(model=model, espdl_export_file=str(out / "tcn.offline.espdl"),
-                         export_test_values=True, **common)
+    espdl_quantize_torch(
+        model=model, espdl_export_file=str(out / "tcn.offline.espdl"), export_test_values=True, **common
+    )
     # 2. streaming model: quantized (and calibrated) again, plus the tutorial's hand-written entry
     table = [insert_streaming_cache_on_var("/proj/Conv_output_0", 2, "/Slice")]
-    espdl_quantize_torch(model=model, espdl_export_file=str(out / "tcn.espdl"),
-                         auto_streaming=True, streaming_input_shape=STREAMING_INPUT_SHAPE,
-                         streaming_table=table, **common)
+    espdl_quantize_torch(
+        model=model,
+        espdl_export_file=str(out / "tcn.espdl"),
+        auto_streaming=True,
+        streaming_input_shape=STREAMING_INPUT_SHAPE,
+        streaming_table=table,
+        **common,
+    )
 
 
 if __name__ == "__main__":

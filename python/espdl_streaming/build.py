@@ -65,9 +65,14 @@ def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, f
             "offline_test_outputs_reproduced": v.offline_test_outputs_checked,
             "rounding": v.rounding,
             "reference": v.reference,
-            "caches": q.plan.as_json(),
+            "caches": [
+                {**c, "bytes": v.cache_bytes_by_node.get(f"{c['variable']}_{c['op']}_SCache", 0)}
+                for c in q.plan.as_json()
+            ],
         },
         "receptive_field_frames": q.plan.receptive_field,
+        # Causal model: the only algorithmic latency is waiting for a full chunk.
+        "latency_frames": decl.chunk_frames - 1,
         "espdl_bytes": len(q.streaming_bytes),
         "offline_espdl_bytes": len(q.offline_bytes),
         "espdl_sha256": hashlib.sha256(q.streaming_bytes).hexdigest(),
@@ -75,6 +80,12 @@ def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, f
         "macs_per_chunk": v.macs_per_chunk,
         "offline_macs": v.offline_macs,
         "offline_macs_per_frame": round(v.offline_macs / offline_frames, 3),
+        "streaming_macs_per_frame": round(v.macs_per_chunk / decl.chunk_frames, 3),
+        "streaming_to_offline_macs_ratio": round(
+            (v.macs_per_chunk / decl.chunk_frames) / (v.offline_macs / offline_frames), 3
+        )
+        if v.offline_macs
+        else None,
         "calibration": _calibration_json(decl, q.calibration_samples, q.random_calibration),
         "placement": _placement(decl),
         "golden_chunks": v.golden_chunks,

@@ -283,13 +283,13 @@ class _Planner:
                 "padding=0 (causal), or delay the signal by that many frames and accept the latency",
             )
         if s > 1 and src.frames % s:
-            ok = [n * s for n in range(1, 5)]
+            total = src.stride * s
             raise self.refuse(
                 op,
-                f"has stride {s} over time but receives {src.frames} new frames per chunk",
-                f"choose --chunk-frames so that every strided layer gets a multiple of its stride "
-                f"(here CHUNK_FRAMES * {src.frames // self.chunk if src.frames >= self.chunk else 1} must "
-                f"be a multiple of {s}; e.g. chunk frames such that this layer gets {ok})",
+                f"has stride {s} over time but receives {src.frames} new frame(s) per chunk (--chunk-frames "
+                f"{self.chunk}), so its windows would drift between chunks",
+                f"use a --chunk-frames that is a multiple of the total stride {total} up to this layer: "
+                f"{', '.join(str(total * n) for n in range(1, 4))}, ...",
             )
         # Cached frames c: windows stay aligned with the offline model when c = begin (mod s) and
         # the chunk yields exactly frames/s outputs: c in [span - s, span - 1].

@@ -47,6 +47,7 @@ class VerifyResult:
     input: TensorSpec
     outputs: list[TensorSpec]
     cache_bytes: int
+    cache_bytes_by_node: dict[str, int]
     macs_per_chunk: int
     offline_macs: int
     golden_frames: np.ndarray
@@ -202,12 +203,11 @@ def verify(
         if k < GOLDEN_CHUNKS:
             for i, spec in enumerate(out_specs):
                 golden[i].append(np.asarray(st_out[spec.name]).reshape(-1))
-        prefix = q_stream[:, : (k + 1) * chunk]
         prefix_len = (k + 1) * chunk
-        if not prefix_mode:
-            prefix = prefix[:, prefix_len - offline_frames :] if prefix_len >= offline_frames else None
+        start = 0 if prefix_mode else prefix_len - offline_frames
+        prefix = q_stream[:, max(start, 0) : prefix_len]
         try:
-            off_out = off_sim.run({off_in.name: prefix}) if prefix is not None else None
+            off_out = off_sim.run({off_in.name: prefix}) if start >= 0 else None
         except (EspdlStreamingError, ValueError) as exc:
             if prefix_len >= offline_frames:
                 raise VerificationError(
@@ -242,7 +242,8 @@ def verify(
                 )
                 raise VerificationError(
                     f"{decl.name}: streaming chunk {k} differs from the offline model on frames "
-                    f"[{prefix_len - prefix.shape[1]}, {prefix_len}): output '{spec.name}' has {int(np.count_nonzero(diff))} differing values "
+                    f"[{prefix_len - prefix.shape[1]}, {prefix_len}): output '{spec.name}' has "
+                    f"{int(np.count_nonzero(diff))} differing values "
                     f"(max |diff| {int(diff.max())}); first differing: {where}"
                 )
         checked += 1
@@ -258,6 +259,7 @@ def verify(
         input=in_spec,
         outputs=out_specs,
         cache_bytes=int(st_sim.cache_bytes),
+        cache_bytes_by_node=st_sim.cache_bytes_by_node(),
         macs_per_chunk=int(st_sim.macs()),
         offline_macs=int(off_sim.macs()),
         golden_frames=stream[: golden_chunks * chunk].reshape(golden_chunks * chunk, -1),

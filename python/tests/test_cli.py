@@ -36,6 +36,11 @@ def test_example_verifies_bit_exact(example_builds: dict[str, Path], target: str
     assert all(not c["op"].endswith("Add") for c in caches)
     # no calibration given: said loudly, in the report too
     assert report["calibration"]["random"] is True
+    # per-node cache RAM adds up; latency and work per frame are reported
+    assert sum(c["bytes"] for c in caches) == report["cache_bytes"]
+    assert all(c["bytes"] > 0 for c in caches)
+    assert report["latency_frames"] == 2 and report["receptive_field_frames"] == 11
+    assert report["streaming_macs_per_frame"] == pytest.approx(report["macs_per_chunk"] / 3, abs=1e-3)
 
 
 def test_rounding_differs_per_chip_family(example_builds: dict[str, Path]) -> None:

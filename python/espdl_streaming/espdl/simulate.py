@@ -645,6 +645,10 @@ class Simulator:
             if out.name not in known:
                 raise EspdlFormatError(f"graph output {out.name!r} is never computed")
 
+    def cache_bytes_by_node(self) -> dict[str, int]:
+        """RAM of each StreamingCache node's state, by node name."""
+        return {n.name: self._cache_bytes(n) for n in self.model.nodes if n.op_type == "StreamingCache"}
+
     def _cache_bytes(self, node: Node) -> int:
         info = self._infos.get(node.inputs[0]) if node.inputs else None
         if info is None:

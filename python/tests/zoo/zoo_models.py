@@ -175,6 +175,7 @@ ENTRIES = [
     Entry("dw_separable_bn", "1,10,20", 4, None),
     Entry("concat_branches", "1,8,18", 3, None),
     Entry("strided", "1,8,16", 4, None),
+    Entry("strided", "1,8,16", 3, "multiple of the total stride 2 up to this layer: 2, 4, 6"),
     Entry("time_freq_conv2d", "1,1,16,12", 4, None),
     Entry("per_frame_linear", "1,8,16", 4, None),
     Entry("head_last2", "1,8,15", 3, None),
