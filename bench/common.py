@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def python_shown() -> str:
     return show(PYTHON) if PYTHON.is_relative_to(REPO) else "python"
 
 
-def command_text(cmd: list[str | os.PathLike[str]]) -> str:
+def command_text(cmd: Sequence[str | os.PathLike[str]]) -> str:
     """A command as run from the repository root: paths inside the repository made relative."""
     shown = []
     for c in cmd:
@@ -61,7 +62,7 @@ class Timed:
     returncode: int
 
 
-def run_timed(cmd: list[str | os.PathLike[str]], cwd: Path | None = None, check: bool = True) -> Timed:
+def run_timed(cmd: Sequence[str | os.PathLike[str]], cwd: Path | None = None, check: bool = True) -> Timed:
     """Run a whole process; wall-clock time from spawn to exit (monotonic clock)."""
     start = time.perf_counter()
     proc = subprocess.run(

@@ -29,7 +29,7 @@ class GlueResult:
 def run(tcn_out: Path, build_cmd: str) -> GlueResult:
     root = fresh_dir(WORK / "glue")
     exe = root / "glue_bench"
-    compile_cmd = [
+    compile_cmd: list[str | Path] = [
         *CXX,
         "-I",
         REPO / "include",

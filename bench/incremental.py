@@ -102,8 +102,8 @@ class IncrResult:
 def run(reps: int) -> IncrResult:
     root = fresh_dir(WORK / "incremental")
     ours, base, first, first_quantize = setup(root)
-    noop = {"ours": [], "base": []}
-    touched = {"ours": [], "base": []}
+    noop: dict[str, list[float]] = {"ours": [], "base": []}
+    touched: dict[str, list[float]] = {"ours": [], "base": []}
     noop_q: list[int] = []
     touch_q: list[int] = []
     for i in range(reps):
