@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -58,12 +59,14 @@ def tool_env() -> dict[str, str]:
 @dataclass
 class Timed:
     seconds: float
+    cpu_seconds: float  # user + system time of the child (and its children), all threads
     stdout: str
     returncode: int
 
 
 def run_timed(cmd: Sequence[str | os.PathLike[str]], cwd: Path | None = None, check: bool = True) -> Timed:
     """Run a whole process; wall-clock time from spawn to exit (monotonic clock)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(c) for c in cmd],
@@ -75,9 +78,11 @@ def run_timed(cmd: Sequence[str | os.PathLike[str]], cwd: Path | None = None, ch
         timeout=900,
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     if check and proc.returncode != 0:
         raise RuntimeError(f"command failed (exit {proc.returncode}): {command_text(cmd)}\n{proc.stdout[-4000:]}")
-    return Timed(seconds, proc.stdout, proc.returncode)
+    return Timed(seconds, cpu, proc.stdout, proc.returncode)
 
 
 def find_ninja() -> str:

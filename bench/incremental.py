@@ -96,6 +96,7 @@ class IncrResult:
     first_quantize: int
     verify_globs: dict[str, bool]
     cmds: dict[str, str]
+    raw: dict[str, list[float]]
     markdown: str = ""
 
 
@@ -149,6 +150,12 @@ def run(reps: int) -> IncrResult:
         first_quantize,
         {n: "cmake.verify_globs" in (p.build / "build.ninja").read_text() for n, p in (("ours", ours), ("base", base))},
         cmds,
+        {
+            "no-op model": noop["ours"],
+            "no-op baseline": noop["base"],
+            "touch model": touched["ours"],
+            "touch baseline": touched["base"],
+        },
     )
     res.markdown = markdown(res, reps)
     return res
@@ -196,6 +203,10 @@ def markdown(r: IncrResult, reps: int) -> str:
             + "; touch "
             + ", ".join(map(str, r.touch_quantize))
             + " (must all be 0).",
+            "",
+            "Per repetition (s): "
+            + "; ".join(f"{k} " + ", ".join(f"{x:.3f}" for x in v) for k, v in r.raw.items())
+            + ".",
             "",
             "Where the no-op difference comes from: the model project's `build.ninja` "
             + ("runs" if r.verify_globs["ours"] else "does not run")
