@@ -68,6 +68,7 @@ class VarState:
     frames: int = 0  # new frames per chunk (stream) or frames held (window)
     stride: int = 1  # input frames per frame of this variable
     receptive_field: int = 1  # input frames one frame of this variable depends on
+    pending_pad: int = 0  # zero frames an explicit Pad put in front (left to the next layer's cache)
 
 
 @dataclass
@@ -171,6 +172,13 @@ class _Planner:
             for out in op.outputs:
                 self.state[out.name] = VarState("window", -1, src.frames, src.stride, src.receptive_field)
             return
+        padded = [v for _, v, s in streams if s.pending_pad]
+        if padded and op.type not in CONV_LIKE and op.type != "Transpose":
+            raise self.refuse(
+                op,
+                f"reads '{padded[0].name}', the output of a Pad over time, but is not a Conv or pool",
+                "pad directly in front of the Conv/AveragePool/MaxPool that needs the history",
+            )
         handler = getattr(self, f"op_{op.type}", None)
         if handler is not None:
             handler(op, streams)
@@ -198,14 +206,6 @@ class _Planner:
                 op,
                 "upsamples over time, which is not supported for streaming yet",
                 "use a causal Conv followed by a per-frame reshape, or run offline",
-            )
-        elif op.type == "Pad":
-            raise self.refuse(
-                op,
-                "is an explicit Pad on a time-varying tensor that the exporter could not fold into the "
-                "next Conv/AveragePool (a zero Pad before MaxPool, or a Pad not directly before a Conv)",
-                "put F.pad(x, (left, 0)) directly before a Conv or AveragePool (count_include_pad) so it is "
-                "folded into the layer's padding; a causal MaxPool is not supported yet",
             )
         else:
             raise self.refuse(
@@ -274,7 +274,7 @@ class _Planner:
                 f"uses auto_pad={auto_pad}: it reads {future} future frame(s)",
                 "use causal padding: (kernel-1)*dilation frames on the left of the time axis only",
             )
-        begin, end = pads[0], pads[spatial]
+        begin, end = pads[0] + src.pending_pad, pads[spatial]
         if end > 0:
             raise self.refuse(
                 op,
@@ -346,7 +346,42 @@ class _Planner:
         _, var, src = streams[0]
         perm = _ints(op.attributes.get("perm")) or list(reversed(range(len(var.shape or []))))
         for out in op.outputs:
-            self.state[out.name] = VarState("stream", perm.index(src.axis), src.frames, src.stride, src.receptive_field)
+            self.state[out.name] = VarState(
+                "stream", perm.index(src.axis), src.frames, src.stride, src.receptive_field, src.pending_pad
+            )
+
+    def op_Pad(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        """A constant zero Pad at the start of time: the next layer's zero-filled cache replaces it."""
+        index, var, src = streams[0]
+        mode = op.attributes.get("mode", "constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        pads_var = op.inputs[1] if len(op.inputs) > 1 else None
+        fill = op.inputs[2].value if len(op.inputs) > 2 and op.inputs[2].name else None
+        if index != 0 or pads_var is None or pads_var.value is None:
+            raise self.refuse(op, "has non-constant pads", "pad with constant widths")
+        pads = _ints(pads_var.value)
+        rank = len(pads) // 2
+        begin, end = pads[src.axis], pads[src.axis + rank]
+        if end > 0:
+            raise self.refuse(
+                op,
+                f"pads {end} frame(s) at the end of the time axis: the next layer reads {end} future frame(s) "
+                "(look-ahead)",
+                f"pad only the start, e.g. F.pad(x, ({begin + end}, 0))",
+            )
+        if begin and (mode != "constant" or (fill is not None and any(_ints(fill)))):
+            raise self.refuse(
+                op,
+                f"pads the start of the time axis in '{mode}' mode or with a non-zero value",
+                "pad with zeros (F.pad(x, (left, 0))): a streaming cache starts zero-filled",
+            )
+        if begin:
+            pads[src.axis] = 0
+            pads_var.value = pads_var.value.new_tensor(pads) if hasattr(pads_var.value, "new_tensor") else pads
+        for out in op.outputs:
+            self.state[out.name] = VarState(
+                "stream", src.axis, src.frames, src.stride, src.receptive_field, src.pending_pad + begin
+            )
 
     def op_Slice(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         index, var, src = streams[0]

@@ -481,7 +481,28 @@ def _streaming_cache(run: _NodeRun) -> list[_Value]:
 
 _Kernel = Callable[[_NodeRun], list[_Value]]
 
+
+def _pad(run: _NodeRun) -> list[_Value]:
+    """ONNX/ESP-DL Pad: pads = [begin_0 .. begin_n-1, end_0 .. end_n-1]; constant, edge or reflect."""
+    value = run.input(0)
+    pads = run.ints(1)
+    rank = value.data.ndim
+    if len(pads) != 2 * rank or any(p < 0 for p in pads):
+        raise _fail(run.node, f"pads {pads} do not fit a rank-{rank} tensor")
+    widths = [(pads[i], pads[i + rank]) for i in range(rank)]
+    mode = run.attr("mode", "constant")
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    if mode == "constant":
+        fill = run.input(2).real().reshape(-1)[0] if run.has_input(2) else 0.0
+        if fill == 0.0:
+            return [run.passthrough(value, np.pad(value.data, widths))]
+        return [run.emit(np.pad(value.real(), widths, constant_values=fill))]
+    return [run.passthrough(value, np.pad(value.data, widths, mode="edge" if mode == "edge" else "reflect"))]
+
+
 _KERNELS: dict[str, _Kernel] = {
+    "Pad": _pad,
     "Conv": _conv,
     "Gemm": _gemm,
     "MatMul": _matmul,
@@ -600,6 +621,8 @@ def _validate_node(node: Node, model: EspdlModel) -> None:
             raise _unsupported(node, "frame_axis must be an integer")
     elif node.op_type == "LUT":
         _validate_lut_node(node, model)
+    elif node.op_type == "Pad" and node.attributes.get("mode", "constant") not in ("constant", "edge", "reflect"):
+        raise _unsupported(node, f"padding mode {node.attributes.get('mode')!r}")
     elif node.op_type == "Transpose" and not isinstance(node.attributes.get("perm"), list):
         raise _unsupported(node, "Transpose needs a perm attribute")
     lut = node.attributes.get("lut")

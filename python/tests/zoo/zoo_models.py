@@ -179,7 +179,7 @@ ENTRIES = [
     Entry("time_freq_conv2d", "1,1,16,12", 4, None),
     Entry("per_frame_linear", "1,8,16", 4, None),
     Entry("head_last2", "1,8,15", 3, None),
-    Entry("causal_maxpool", "1,8,16", 4, "Pad"),
+    Entry("causal_maxpool", "1,8,16", 4, None),
     Entry("symmetric_pad", "1,8,16", 4, "2 future frame(s)"),
     Entry("softmax_over_time", "1,8,16", 4, "time axis"),
     Entry("global_pool", "1,8,16", 4, "every frame"),
