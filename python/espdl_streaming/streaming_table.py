@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
+from math import ceil
 from typing import Any
 
 from .errors import StreamingConversionError
@@ -66,9 +68,10 @@ class VarState:
     kind: str  # "stream" | "window" | "const"
     axis: int = -1  # exported time axis (stream/window)
     frames: int = 0  # new frames per chunk (stream) or frames held (window)
-    stride: int = 1  # input frames per frame of this variable
-    receptive_field: int = 1  # input frames one frame of this variable depends on
+    stride: Fraction = Fraction(1)  # input frames per frame of this variable (< 1 after upsampling)
+    receptive_field: Fraction = Fraction(1)  # input frames one frame of this variable depends on
     pending_pad: int = 0  # zero frames an explicit Pad put in front (left to the next layer's cache)
+    zero_inserted: int = 1  # upsampling factor of an InsertZeros the next Conv must complete
 
 
 @dataclass
@@ -79,7 +82,7 @@ class StreamingPlan:
 
     @property
     def receptive_field(self) -> int:
-        return max((s.receptive_field for s in self.outputs.values()), default=1)
+        return ceil(max((s.receptive_field for s in self.outputs.values()), default=Fraction(1)))
 
     def as_json(self) -> list[dict[str, Any]]:
         return [
@@ -151,7 +154,9 @@ class _Planner:
                 "streaming models take exactly one input stream"
             )
         var = inputs[0]
-        self.state[var.name] = VarState("stream", self.exported_axis(var, self.input_time_axis), self.chunk, 1, 1)
+        self.state[var.name] = VarState(
+            "stream", self.exported_axis(var, self.input_time_axis), self.chunk, Fraction(1), Fraction(1)
+        )
         for op in list(graph.topological_sort()):
             self.visit(op)
         for name in graph.outputs:
@@ -172,6 +177,13 @@ class _Planner:
             for out in op.outputs:
                 self.state[out.name] = VarState("window", -1, src.frames, src.stride, src.receptive_field)
             return
+        inserted = [v for _, v, s in streams if s.zero_inserted > 1]
+        if inserted and op.type != "Conv":
+            raise self.refuse(
+                op,
+                f"reads '{inserted[0].name}', the zero-inserted input of a ConvTranspose, but is not its Conv",
+                "keep the ConvTranspose as one layer",
+            )
         padded = [v for _, v, s in streams if s.pending_pad]
         if padded and op.type not in CONV_LIKE and op.type != "Transpose":
             raise self.refuse(
@@ -201,7 +213,7 @@ class _Planner:
                 "is recurrent: ESP-DL resets its hidden state on every run, so it cannot stream yet",
                 "use causal convolutions, or run the model offline on a window",
             )
-        elif op.type in ("ConvTranspose", "InsertZeros", "Resize", "Upsample"):
+        elif op.type in ("ConvTranspose", "Resize", "Upsample"):
             raise self.refuse(
                 op,
                 "upsamples over time, which is not supported for streaming yet",
@@ -275,6 +287,19 @@ class _Planner:
                 "use causal padding: (kernel-1)*dilation frames on the left of the time axis only",
             )
         begin, end = pads[0] + src.pending_pad, pads[spatial]
+        if src.zero_inserted > 1:
+            # The Conv half of a ConvTranspose: the offline end padding only produces the output frames
+            # that follow the last input frame; streaming produces them with the next chunk.
+            up = src.zero_inserted
+            if k != up or d != 1 or s != 1 or begin != k - 1 or end != k - 1:
+                raise self.refuse(
+                    op,
+                    f"is a ConvTranspose over time with kernel {k} and stride {up} (padding {begin - (k - 1)}): "
+                    "only kernel == stride, padding 0 upsampling streams frame-aligned",
+                    f"use ConvTranspose1d(..., kernel_size={up}, stride={up}, padding=0), or upsample with a "
+                    "per-frame layer",
+                )
+            end = 0
         if end > 0:
             raise self.refuse(
                 op,
@@ -283,7 +308,7 @@ class _Planner:
                 "padding=0 (causal), or delay the signal by that many frames and accept the latency",
             )
         if s > 1 and src.frames % s:
-            total = src.stride * s
+            total = (src.stride * s).numerator
             raise self.refuse(
                 op,
                 f"has stride {s} over time but receives {src.frames} new frame(s) per chunk (--chunk-frames "
@@ -312,6 +337,7 @@ class _Planner:
             frames=src.frames // s,
             stride=src.stride * s,
             receptive_field=src.receptive_field + (span - 1) * src.stride,
+            zero_inserted=1,
         )
 
     def axis_reducing(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
@@ -348,6 +374,24 @@ class _Planner:
         for out in op.outputs:
             self.state[out.name] = VarState(
                 "stream", perm.index(src.axis), src.frames, src.stride, src.receptive_field, src.pending_pad
+            )
+
+    def op_InsertZeros(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        """The first half of a ConvTranspose: add stride - 1 zero frames after every frame of the chunk."""
+        _, var, src = streams[0]
+        strides = _ints(op.attributes.get("stride")) or [1]
+        padding = _ints(op.attributes.get("output_padding")) or [0]
+        up = strides[0]
+        if src.axis != 1 or padding[0] != 0:
+            raise self.refuse(
+                op, "upsamples with output_padding over time (or not along the frame axis)", "use output_padding=0"
+            )
+        # Offline, (T - 1) * up + 1 frames: the gaps between frames.  Per chunk, every frame's gap
+        # (including the last one's) belongs to the chunk: frames * up frames.
+        op.attributes["output_padding"] = [up - 1, *padding[1:]]
+        for out in op.outputs:
+            self.state[out.name] = VarState(
+                "stream", src.axis, src.frames * up, src.stride / up, src.receptive_field, src.pending_pad, up
             )
 
     def op_Pad(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:

@@ -501,7 +501,32 @@ def _pad(run: _NodeRun) -> list[_Value]:
     return [run.passthrough(value, np.pad(value.data, widths, mode="edge" if mode == "edge" else "reflect"))]
 
 
+def _insert_zeros(run: _NodeRun) -> list[_Value]:
+    """ESP-DL InsertZeros (the first half of a ConvTranspose), channels-last: stride - 1 zeros
+    between the frames of every spatial axis, then output_padding zeros at the end."""
+    value = run.input(0)
+    data = value.data
+    spatial = data.ndim - 2
+    strides = [int(v) for v in run.attr("stride", [1])]
+    padding = [int(v) for v in run.attr("output_padding", [0])]
+    strides = strides * spatial if len(strides) == 1 else strides
+    padding = padding * spatial if len(padding) == 1 else padding
+    if len(strides) != spatial or len(padding) != spatial or min(strides) < 1 or min(padding) < 0:
+        raise _fail(run.node, f"stride {strides} / output_padding {padding} do not fit a rank-{data.ndim} tensor")
+    shape = [data.shape[0]]
+    for i in range(spatial):
+        n = data.shape[1 + i]
+        shape.append((n - 1) * strides[i] + 1 + padding[i] if n else 0)
+    shape.append(data.shape[-1])
+    out = np.zeros(shape, dtype=data.dtype)
+    out[(slice(None), *(slice(None, (data.shape[1 + i] - 1) * strides[i] + 1, strides[i]) for i in range(spatial)))] = (
+        data
+    )
+    return [run.passthrough(value, out)]
+
+
 _KERNELS: dict[str, _Kernel] = {
+    "InsertZeros": _insert_zeros,
     "Pad": _pad,
     "Conv": _conv,
     "Gemm": _gemm,

@@ -157,7 +157,17 @@ class Upsample(nn.Module):
         return self.up(x)
 
 
+class UpsampleOverlap(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose1d(8, 4, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(x)
+
+
 FACTORIES: dict[str, type[nn.Module]] = {
+    "upsample_overlap": UpsampleOverlap,
     "dw_separable_bn": DwSeparableBN,
     "concat_branches": ConcatBranches,
     "strided": Strided,
@@ -183,7 +193,8 @@ ENTRIES = [
     Entry("symmetric_pad", "1,8,16", 4, "2 future frame(s)"),
     Entry("softmax_over_time", "1,8,16", 4, "time axis"),
     Entry("global_pool", "1,8,16", 4, "every frame"),
-    Entry("upsample", "1,8,16", 4, "upsamples over time"),
+    Entry("upsample", "1,8,16", 4, None),
+    Entry("upsample_overlap", "1,8,16", 4, "only kernel == stride"),
 ]
 
 
