@@ -14,6 +14,7 @@ import io
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from . import __version__
 from .declaration import Declaration
-from .errors import DeclarationError, ModelLoadError, QuantizeError
+from .errors import DeclarationError, ModelLoadError, QuantizeError, StreamingConversionError
 from .streaming_table import StreamingPlan, apply_plan, plan_streaming
 
 
@@ -104,6 +105,22 @@ def _onnx_input_shape(decl: Declaration, path: Path) -> list[int]:
     return [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
 
 
+def _refuse_recurrent(decl: Declaration, path: Path) -> None:
+    """Recurrent layers cannot stream yet: say so before esp-ppq spends (or crashes) on them."""
+    import onnx
+
+    from .streaming_table import RECURRENT
+
+    for node in onnx.load(str(path)).graph.node:
+        if node.op_type in RECURRENT:
+            raise StreamingConversionError(
+                f"{decl.name}: node '{node.name}' ({node.op_type}) is recurrent: ESP-DL resets its hidden state "
+                "on every run, and looping the state back through the generated glue is not supported yet, so "
+                "it would not stream correctly: use causal convolutions (a TCN), or run the model offline on a "
+                "window"
+            )
+
+
 def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: str) -> dict[str, str]:
     meta = {
         "espdl_streaming.version": __version__,
@@ -173,6 +190,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     f"{decl.name}: torch.onnx.export failed for {decl.model}: {type(exc).__name__}: {exc}"
                 ) from exc
         seconds["load"] = time.perf_counter() - t
+        _refuse_recurrent(decl, onnx_path)
 
         samples, calib_deps, random_calibration = load_calibration(decl)
         deps = sorted(set(deps) | set(calib_deps))
@@ -212,9 +230,12 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     skip_export=True,
                     verbose=0,
                 )
-            except (ValueError, TypeError, KeyError, RuntimeError, AssertionError) as exc:
+            except Exception as exc:  # esp-ppq's own failure on this model: report where, keep the cause
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
                 raise QuantizeError(
-                    f"{decl.name}: esp-ppq could not quantize {decl.model}: {type(exc).__name__}: {exc}"
+                    f"{decl.name}: esp-ppq could not quantize {decl.model}: {type(exc).__name__}: {exc} (in "
+                    f"{Path(frame.filename).name}:{frame.lineno} {frame.name}); the model uses something esp-ppq "
+                    "1.3.12 does not handle: simplify that layer or export it differently"
                 ) from exc
             _check_errors(decl, capture, "calibrating", 0)
             seconds["calibrate"] = time.perf_counter() - t

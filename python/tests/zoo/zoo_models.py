@@ -166,7 +166,21 @@ class UpsampleOverlap(nn.Module):
         return self.up(x)
 
 
+class Recurrent(nn.Module):
+    """A GRU over the frames (batch_first on [1, T, C])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 6, batch_first=True)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.gru(x.transpose(1, 2))
+        return self.fc(y)
+
+
 FACTORIES: dict[str, type[nn.Module]] = {
+    "recurrent_gru": Recurrent,
     "upsample_overlap": UpsampleOverlap,
     "dw_separable_bn": DwSeparableBN,
     "concat_branches": ConcatBranches,
@@ -194,6 +208,7 @@ ENTRIES = [
     Entry("softmax_over_time", "1,8,16", 4, "time axis"),
     Entry("global_pool", "1,8,16", 4, "every frame"),
     Entry("upsample", "1,8,16", 4, None),
+    Entry("recurrent_gru", "1,8,16", 4, "recurrent"),
     Entry("upsample_overlap", "1,8,16", 4, "only kernel == stride"),
 ]
 
