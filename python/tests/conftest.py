@@ -55,6 +55,20 @@ def build_args(name: str, model: str | Path, shape: str, chunk: int, target: str
     ]
 
 
+def example_declaration(out_dir: Path, target: str = "esp32p4"):
+    """The bundled example as the CLI would declare it (for tests that call the pipeline directly)."""
+    from espdl_streaming.declaration import make_declaration
+
+    return make_declaration(
+        name="tcn",
+        model=f"{EXAMPLE_MODEL}:build",
+        input_shape="1,16,24",
+        chunk_frames=3,
+        target=target,
+        out_dir=out_dir,
+    )
+
+
 @pytest.fixture(scope="session")
 def example_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The bundled example built once per chip family (esp32p4, esp32s3, esp32c3)."""

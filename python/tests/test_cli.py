@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, run_cli
+from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, example_declaration, run_cli
 
 OUTPUTS = ("tcn.espdl", "tcn.offline.espdl", "tcn.hpp", "tcn.cpp", "tcn.report.json")
 
@@ -219,19 +219,11 @@ def test_reduction_over_time_is_refused_naming_the_node(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_esp_ppq_logged_errors_become_failures() -> None:
+def test_esp_ppq_logged_errors_become_failures(tmp_path: Path) -> None:
     import espdl_streaming.quantize as q
-    from espdl_streaming.declaration import make_declaration
     from espdl_streaming.errors import QuantizeError
 
-    decl = make_declaration(
-        name="tcn",
-        model=f"{EXAMPLE_MODEL}:build",
-        input_shape="1,16,24",
-        chunk_frames=3,
-        target="esp32p4",
-        out_dir=Path("/tmp"),
-    )
+    decl = example_declaration(tmp_path)
     from esp_ppq.log import NaiveLogger
 
     with q._capture_esp_ppq_log() as capture:

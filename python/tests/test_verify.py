@@ -8,10 +8,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_MODEL
+from conftest import example_declaration
 
 import espdl_streaming  # noqa: F401  (import before esp_ppq: it puts its own espdl_streaming.py on sys.path)
-from espdl_streaming.declaration import make_declaration
 from espdl_streaming.errors import VerificationError
 from espdl_streaming.verify import verify
 
@@ -67,14 +66,7 @@ def _auto_streaming_export(decl, tmp: Path) -> tuple[bytes, bytes]:
 
 
 def test_verifier_catches_esp_ppq_residual_bug(tmp_path: Path) -> None:
-    decl = make_declaration(
-        name="tcn",
-        model=f"{EXAMPLE_MODEL}:build",
-        input_shape="1,16,24",
-        chunk_frames=3,
-        target="esp32p4",
-        out_dir=tmp_path,
-    )
+    decl = example_declaration(tmp_path)
     with tempfile.TemporaryDirectory() as tmp:
         offline, streaming = _auto_streaming_export(decl, Path(tmp))
     with pytest.raises(VerificationError) as err:
