@@ -86,10 +86,10 @@ def _import_file(decl: Declaration, path: Path, what: str) -> ModuleType:
     return module
 
 
-def load_torch_model(decl: Declaration) -> tuple[Any, list[Path]]:
+def load_torch_model(decl: Declaration) -> tuple[Any, list[Path], int]:
     """Import FILE.py, call FACTORY, and check the module runs on the declared input shape.
 
-    Returns the module in eval mode and the local Python files it depends on.
+    Returns the module in eval mode, the local Python files it depends on and its output count.
     """
     import torch
 
@@ -121,14 +121,15 @@ def load_torch_model(decl: Declaration) -> tuple[Any, list[Path]]:
         deps.insert(0, ref.path)
     try:
         with torch.no_grad():
-            model(torch.zeros(decl.input_shape))
+            result = model(torch.zeros(decl.input_shape))
     except Exception as exc:
         raise ModelLoadError(
             f"{decl.name}: the model does not run on --input-shape {list(decl.input_shape)}"
             f"{_user_frame(exc, ref.path)}: {type(exc).__name__}: {exc}: check --input-shape "
             "(torch layout, batch 1, time on dim 2)"
         ) from exc
-    return model, deps
+    outputs = len(result) if isinstance(result, (tuple, list)) else 1
+    return model, deps, outputs
 
 
 def _as_samples(decl: Declaration, array: np.ndarray, where: str) -> list[np.ndarray]:

@@ -174,7 +174,9 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     f"{shape} ({decl.model.path}): declare the ONNX input shape"
                 )
         else:
-            model, deps = load_torch_model(decl)
+            model, deps, n_outputs = load_torch_model(decl)
+            # Stable, readable tensor names: they become the generated class's constants.
+            output_names = ["output"] if n_outputs == 1 else [f"output{i}" for i in range(n_outputs)]
             try:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     torch.onnx.export(
@@ -182,6 +184,8 @@ def quantize(decl: Declaration) -> QuantizeResult:
                         (torch.zeros(decl.input_shape),),
                         str(onnx_path),
                         opset_version=18,
+                        input_names=["input"],
+                        output_names=output_names,
                         do_constant_folding=True,
                         dynamo=False,
                     )

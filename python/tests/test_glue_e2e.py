@@ -81,7 +81,7 @@ public:
 
 private:
     alignas(16) int8_t m_input[model_t::input_elements] = {};
-    alignas(16) int8_t m_output[model_t::output_113_elements] = {};
+    alignas(16) int8_t m_output[model_t::output_elements] = {};
     uint32_t m_chunk = 0;
 };
 
@@ -92,8 +92,8 @@ esp_err_t on_chunk(const chunk_result &r, void *user)
     seen &s = *static_cast<seen *>(user);
     const int8_t *raw = static_cast<const int8_t *>(r.raw[0].data);
     s.mismatches += r.chunk_index != s.chunks || std::memcmp(raw, td_outputs[r.chunk_index], sizeof(td_outputs[0])) != 0;
-    for (uint32_t e = 0; e < model_t::output_113_elements; ++e) {
-        s.deq_mismatches += r.outputs[0][e] != std::ldexp(float(raw[e]), model_t::output_113_exponent);
+    for (uint32_t e = 0; e < model_t::output_elements; ++e) {
+        s.deq_mismatches += r.outputs[0][e] != std::ldexp(float(raw[e]), model_t::output_exponent);
     }
     ++s.chunks;
     return ESP_OK;

@@ -30,7 +30,7 @@ def _auto_streaming_export(decl, tmp: Path) -> tuple[bytes, bytes]:
             insert_streaming_cache_on_var,
         )
 
-        model, _ = load_torch_model(decl)
+        model, _, _ = load_torch_model(decl)
         onnx_path = tmp / "m.onnx"
         torch.onnx.export(model, (torch.zeros(1, 16, 24),), str(onnx_path), opset_version=18, dynamo=False)
         torch.manual_seed(0)
