@@ -115,9 +115,10 @@ def _refuse_recurrent(decl: Declaration, path: Path) -> None:
         if node.op_type in RECURRENT:
             raise StreamingConversionError(
                 f"{decl.name}: node '{node.name}' ({node.op_type}) is recurrent: ESP-DL resets its hidden state "
-                "on every run, and looping the state back through the generated glue is not supported yet, so "
-                "it would not stream correctly: use causal convolutions (a TCN), or run the model offline on a "
-                "window"
+                "on every run unless the state is fed back as a model input, esp-ppq 1.3.12 cannot quantize a "
+                f"{node.op_type} without an explicit initial state, and looping the state back through the "
+                "generated glue is not supported yet, so it would not stream correctly: use causal convolutions "
+                "(a TCN), or run the model offline on a window"
             )
 
 

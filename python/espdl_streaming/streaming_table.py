@@ -35,7 +35,7 @@ ELEMENTWISE = {
     "Relu", "PRelu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Silu",
     "Elu", "Selu", "Celu", "Gelu", "Mish", "Softplus", "Softsign", "Clip", "Abs", "Neg", "Exp", "Log",
     "Sqrt", "Reciprocal", "Erf", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "Identity", "Cast",
-    "QuantizeLinear", "DequantizeLinear", "RequantizeLinear", "BatchNormalization",
+    "QuantizeLinear", "DequantizeLinear", "RequantizeLinear", "BatchNormalization", "LUT",
     "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor", "Where",
 }  # fmt: skip
 AXIS_REDUCING = {

@@ -24,14 +24,29 @@ MODEL_FILES = {"tcn": f"{EXAMPLE_MODEL}:build", **{e.name: f"{TEST_MODELS / e.na
 @pytest.mark.parametrize("chip", CHIPS)
 @pytest.mark.parametrize("entry", ENTRIES + EXTRA, ids=lambda e: e.name)
 def test_zoo(entry: Entry, chip: str, tmp_path: Path) -> None:
+    check(entry, chip, 8, tmp_path)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+@pytest.mark.parametrize("entry", [e for e in ENTRIES + EXTRA if e.expect is None], ids=lambda e: e.name)
+def test_zoo_16_bit(entry: Entry, chip: str, tmp_path: Path) -> None:
+    check(entry, chip, 16, tmp_path)
+
+
+def check(entry: Entry, chip: str, bits: int, tmp_path: Path) -> None:
     model = MODEL_FILES.get(entry.name, f"{ZOO_FILE}:{entry.name}")
-    r = run_cli(*build_args(entry.name, model, entry.input_shape, entry.chunk, chip, tmp_path, "--calib-steps", "8"))
+    r = run_cli(
+        *build_args(
+            entry.name, model, entry.input_shape, entry.chunk, chip, tmp_path, "--calib-steps", "8", "--bits", str(bits)
+        )
+    )
     if entry.expect is None:
         assert r.returncode == 0, r.stderr
         report = json.loads((tmp_path / f"{entry.name}.report.json").read_text())
         assert report["streaming"]["verified"] is True
         assert report["streaming"]["max_abs_diff"] == 0
         assert report["streaming"]["chunks_checked"] >= 8
+        assert report["bits"] == bits
     else:
         assert r.returncode == 2, (r.stdout, r.stderr)
         assert r.stderr.startswith(f"error: {entry.name}: node '"), r.stderr
