@@ -132,7 +132,13 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     q = quantize(decl)
     seconds = dict(q.seconds)
     t = time.perf_counter()
-    v = verify(decl, q.offline_bytes, q.streaming_bytes, receptive_field=q.plan.receptive_field)
+    v = verify(
+        decl,
+        q.offline_bytes,
+        q.streaming_bytes,
+        receptive_field=q.plan.receptive_field,
+        leads=q.plan.output_leads(),
+    )
     seconds["verify"] = time.perf_counter() - t
     t = time.perf_counter()
     hpp, cpp = render_glue(make_glue(decl, v, q, command_line))

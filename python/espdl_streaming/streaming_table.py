@@ -22,7 +22,7 @@ function that inserts a cache is passed in.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from math import ceil
 from typing import Any
@@ -72,6 +72,9 @@ class VarState:
     receptive_field: Fraction = Fraction(1)  # input frames one frame of this variable depends on
     pending_pad: int = 0  # zero frames an explicit Pad put in front (left to the next layer's cache)
     zero_inserted: int = 1  # upsampling factor of an InsertZeros the next Conv must complete
+    # Offline frame index minus streaming frame index (the stream counted from its first chunk):
+    # negative after a layer without start padding (the offline model has fewer leading frames).
+    lead: Fraction = Fraction(0)
 
 
 @dataclass
@@ -79,6 +82,10 @@ class StreamingPlan:
     entries: list[CacheEntry] = field(default_factory=list)
     outputs: dict[str, VarState] = field(default_factory=dict)
     pads_cleared: list[str] = field(default_factory=list)
+
+    def output_leads(self) -> dict[str, int | None]:
+        """Per graph output: offline frame index - streaming frame index, or None without a time axis."""
+        return {name: int(st.lead) if st.kind == "stream" else None for name, st in self.outputs.items()}
 
     @property
     def receptive_field(self) -> int:
@@ -175,7 +182,7 @@ class _Planner:
             # Only fixed windows of frames reach this op: offline and streaming see the same data.
             src = live[0][2]
             for out in op.outputs:
-                self.state[out.name] = VarState("window", -1, src.frames, src.stride, src.receptive_field)
+                self.state[out.name] = replace(src, kind="window", axis=-1)
             return
         inserted = [v for _, v, s in streams if s.zero_inserted > 1]
         if inserted and op.type != "Conv":
@@ -236,10 +243,7 @@ class _Planner:
                 axis = self.exported_axis(out, logical) if 0 <= logical < rank_out else src.axis
             except ValueError:
                 axis = src.axis
-            state = VarState(src.kind, axis, src.frames, src.stride, src.receptive_field)
-            for k, v in changes.items():
-                setattr(state, k, v)
-            self.state[out.name] = state
+            self.state[out.name] = replace(src, axis=axis, pending_pad=0, zero_inserted=1, **changes)
 
     def elementwise(self, op: Any, live: list[tuple[int, Any, VarState]]) -> None:
         kinds = {s.kind for _, _, s in live}
@@ -291,13 +295,11 @@ class _Planner:
             # The Conv half of a ConvTranspose: the offline end padding only produces the output frames
             # that follow the last input frame; streaming produces them with the next chunk.
             up = src.zero_inserted
-            if k != up or d != 1 or s != 1 or begin != k - 1 or end != k - 1:
+            if d != 1 or s != 1 or begin != end or begin > k - 1:
                 raise self.refuse(
                     op,
-                    f"is a ConvTranspose over time with kernel {k} and stride {up} (padding {begin - (k - 1)}): "
-                    "only kernel == stride, padding 0 upsampling streams frame-aligned",
-                    f"use ConvTranspose1d(..., kernel_size={up}, stride={up}, padding=0), or upsample with a "
-                    "per-frame layer",
+                    f"is a ConvTranspose over time (kernel {k}, stride {up}) with dilation or asymmetric padding",
+                    "use ConvTranspose1d(..., dilation=1, output_padding=0)",
                 )
             end = 0
         if end > 0:
@@ -318,9 +320,21 @@ class _Planner:
             )
         # Cached frames c: windows stay aligned with the offline model when c = begin (mod s) and
         # the chunk yields exactly frames/s outputs: c in [span - s, span - 1].
+        # With a lead (offline index - streaming index) on the input, the offline windows start at
+        # stream frames (i * s - begin - lead): the cache must be congruent to begin + lead.
+        lead_in = src.lead
+        if lead_in.denominator != 1:
+            raise self.refuse(
+                op,
+                "receives frames that do not line up with the offline model's (an upsampling whose output "
+                "does not divide by this layer's stride)",
+                "make the strides of the layers divide each other",
+            )
+        aligned = begin + int(lead_in)
         low = span - s
-        cached = low + ((begin - low) % s) if s > 1 else span - 1
+        cached = low + ((aligned - low) % s) if s > 1 else span - 1
         cached = max(cached, 0)
+        lead_out = Fraction(int(lead_in) + begin - cached, s)
         window = cached + 1
         if window > 1:
             self.plan.entries.append(CacheEntry(var.name, op.name, op.type, window, src.axis, src.frames))
@@ -337,7 +351,7 @@ class _Planner:
             frames=src.frames // s,
             stride=src.stride * s,
             receptive_field=src.receptive_field + (span - 1) * src.stride,
-            zero_inserted=1,
+            lead=lead_out,
         )
 
     def axis_reducing(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
@@ -372,9 +386,7 @@ class _Planner:
         _, var, src = streams[0]
         perm = _ints(op.attributes.get("perm")) or list(reversed(range(len(var.shape or []))))
         for out in op.outputs:
-            self.state[out.name] = VarState(
-                "stream", perm.index(src.axis), src.frames, src.stride, src.receptive_field, src.pending_pad
-            )
+            self.state[out.name] = replace(src, axis=perm.index(src.axis))
 
     def op_InsertZeros(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         """The first half of a ConvTranspose: add stride - 1 zero frames after every frame of the chunk."""
@@ -390,8 +402,8 @@ class _Planner:
         # (including the last one's) belongs to the chunk: frames * up frames.
         op.attributes["output_padding"] = [up - 1, *padding[1:]]
         for out in op.outputs:
-            self.state[out.name] = VarState(
-                "stream", src.axis, src.frames * up, src.stride / up, src.receptive_field, src.pending_pad, up
+            self.state[out.name] = replace(
+                src, frames=src.frames * up, stride=src.stride / up, zero_inserted=up, lead=src.lead * up
             )
 
     def op_Pad(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
@@ -423,9 +435,7 @@ class _Planner:
             pads[src.axis] = 0
             pads_var.value = pads_var.value.new_tensor(pads) if hasattr(pads_var.value, "new_tensor") else pads
         for out in op.outputs:
-            self.state[out.name] = VarState(
-                "stream", src.axis, src.frames, src.stride, src.receptive_field, src.pending_pad + begin
-            )
+            self.state[out.name] = replace(src, pending_pad=src.pending_pad + begin)
 
     def op_Slice(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         index, var, src = streams[0]
@@ -456,8 +466,8 @@ class _Planner:
         if window > 1:
             self.plan.entries.append(CacheEntry(var.name, op.name, op.type, window, src.axis, src.frames))
         for out in op.outputs:
-            self.state[out.name] = VarState(
-                "window", src.axis, keep, src.stride, src.receptive_field + (keep - 1) * src.stride
+            self.state[out.name] = replace(
+                src, kind="window", frames=keep, receptive_field=src.receptive_field + (keep - 1) * src.stride
             )
 
     def _reshape_like(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
@@ -479,11 +489,11 @@ class _Planner:
                     after_out *= x
                 if after_in == after_out and op.type != "Reshape":
                     for o in op.outputs:
-                        self.state[o.name] = VarState("stream", j, src.frames, src.stride, src.receptive_field)
+                        self.state[o.name] = replace(src, axis=j)
                     return
                 if after_in == after_out and self._retarget_reshape(op, j, in_shape[src.axis], src.frames):
                     for o in op.outputs:
-                        self.state[o.name] = VarState("stream", j, src.frames, src.stride, src.receptive_field)
+                        self.state[o.name] = replace(src, axis=j)
                     return
                 if after_in == after_out:
                     raise self.refuse(

@@ -179,7 +179,20 @@ class Recurrent(nn.Module):
         return self.fc(y)
 
 
+class UpsamplePadded(nn.Module):
+    """ConvTranspose with padding: the offline model drops frames at the start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(8, 8, 2)
+        self.up = nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(torch.relu(self.conv(causal(x, 1))))
+
+
 FACTORIES: dict[str, type[nn.Module]] = {
+    "upsample_padded": UpsamplePadded,
     "recurrent_gru": Recurrent,
     "upsample_overlap": UpsampleOverlap,
     "dw_separable_bn": DwSeparableBN,
@@ -209,7 +222,8 @@ ENTRIES = [
     Entry("global_pool", "1,8,16", 4, "every frame"),
     Entry("upsample", "1,8,16", 4, None),
     Entry("recurrent_gru", "1,8,16", 4, "recurrent"),
-    Entry("upsample_overlap", "1,8,16", 4, "only kernel == stride"),
+    Entry("upsample_overlap", "1,8,16", 4, None),
+    Entry("upsample_padded", "1,8,16", 4, None),
 ]
 
 
