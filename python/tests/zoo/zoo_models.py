@@ -179,6 +179,19 @@ class Recurrent(nn.Module):
         return self.fc(y)
 
 
+class RecurrentLSTM(nn.Module):
+    """A causal conv front end, then an LSTM over the frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(8, 8, 3)
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(torch.relu(self.conv(causal(x, 2))).transpose(1, 2))
+        return y
+
+
 class UpsamplePadded(nn.Module):
     """ConvTranspose with padding: the offline model drops frames at the start."""
 
@@ -194,6 +207,7 @@ class UpsamplePadded(nn.Module):
 FACTORIES: dict[str, type[nn.Module]] = {
     "upsample_padded": UpsamplePadded,
     "recurrent_gru": Recurrent,
+    "recurrent_lstm": RecurrentLSTM,
     "upsample_overlap": UpsampleOverlap,
     "dw_separable_bn": DwSeparableBN,
     "concat_branches": ConcatBranches,
@@ -222,6 +236,7 @@ ENTRIES = [
     Entry("global_pool", "1,8,16", 4, "every frame"),
     Entry("upsample", "1,8,16", 4, None),
     Entry("recurrent_gru", "1,8,16", 4, "recurrent"),
+    Entry("recurrent_lstm", "1,8,16", 4, "recurrent"),
     Entry("upsample_overlap", "1,8,16", 4, None),
     Entry("upsample_padded", "1,8,16", 4, None),
 ]
