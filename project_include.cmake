@@ -83,15 +83,7 @@ function(espdl_streaming_add_model name)
         set(arg_VERIFY_CHUNKS ${CONFIG_ESPDL_STREAMING_VERIFY_CHUNKS})
     endif()
 
-    set(forward)
-    foreach(kw IN LISTS single multi)
-        if(DEFINED arg_${kw})
-            list(APPEND forward ${kw} ${arg_${kw}})
-        endif()
-    endforeach()
-    if("PLACEMENT" IN_LIST arg_KEYWORDS_MISSING_VALUES)
-        list(APPEND forward PLACEMENT)
-    endif()
+    __espdl_streaming_forward_args(forward "${single};${multi}" "")
     __espdl_streaming_add_model("${name}" CHIP "${chip}" PYTHON "${python}"
                                 BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}"
                                 ${forward} ${arg_UNPARSED_ARGUMENTS})

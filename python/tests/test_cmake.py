@@ -98,6 +98,16 @@ def write_model_copy(model_dir: Path) -> tuple[Path, Path]:
     return model, seed
 
 
+def configure(src: Path, build: Path, python: Path | str, model: Path) -> subprocess.CompletedProcess[str]:
+    """Configure tests/cmake_project (or a copy) with Ninja, our tool's interpreter and a model copy."""
+    return run(
+        [
+            CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", src, "-B", build,
+            f"-DESPDL_STREAMING_ROOT={REPO}", f"-DESPDL_STREAMING_PYTHON={python}", f"-DTCN_MODEL={model}:build",
+        ]
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("cmake_project")
@@ -107,21 +117,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     model_dir.mkdir()
     model, seed = write_model_copy(model_dir)
     build = root / "build"
-    proc = run(
-        [
-            CMAKE,
-            "-G",
-            "Ninja",
-            f"-DCMAKE_MAKE_PROGRAM={NINJA}",
-            "-S",
-            src,
-            "-B",
-            build,
-            f"-DESPDL_STREAMING_ROOT={REPO}",
-            f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}",
-            f"-DTCN_MODEL={model}:build",
-        ]
-    )
+    proc = configure(src, build, TOOL_PYTHON, model)
     assert proc.returncode == 0, proc.stdout
     first = run([CMAKE, "--build", build])
     assert first.returncode == 0, first.stdout
@@ -206,6 +202,7 @@ def test_generated_asm_assembles_for_chip_assemblers(project: Project, tmp_path:
     ]
     readelf = shutil.which("readelf")
     if not assemblers or readelf is None or shutil.which("cpp") is None:
+        # .ci/run installs them; a developer machine may lack them.
         pytest.skip("no Xtensa/RISC-V assembler on PATH (apt: binutils-xtensa-lx106, binutils-riscv64-unknown-elf)")
     pre = tmp_path / "tcn_espdl.s"
     proc = run(["cpp", "-P", "-undef", "-x", "assembler-with-cpp", project.out_dir / "tcn_espdl.S", "-o", pre])
@@ -286,7 +283,7 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
     ],
 )
 def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message: str) -> None:
-    (tmp_path / "model.py").write_text("def build():\n    raise NotImplementedError\n")
+    (tmp_path / "model.py").write_text("def build():\n    raise RuntimeError('configure must fail before this runs')\n")
     (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
     lines = [
         "cmake_minimum_required(VERSION 3.20)",
@@ -322,21 +319,7 @@ def test_missing_python_modules_fail_the_build_not_the_configure(tmp_path: Path)
     model_dir.mkdir()
     model, _ = write_model_copy(model_dir)
     build = tmp_path / "build"
-    proc = run(
-        [
-            CMAKE,
-            "-G",
-            "Ninja",
-            f"-DCMAKE_MAKE_PROGRAM={NINJA}",
-            "-S",
-            PROJECT,
-            "-B",
-            build,
-            f"-DESPDL_STREAMING_ROOT={REPO}",
-            f"-DESPDL_STREAMING_PYTHON={bare}",
-            f"-DTCN_MODEL={model}:build",
-        ]
-    )
+    proc = configure(PROJECT, build, bare, model)
     assert proc.returncode == 0, proc.stdout
     proc = run([CMAKE, "--build", build])
     assert proc.returncode != 0

@@ -337,7 +337,7 @@ def make_test_data(glue: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def runtime_objects(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     if shutil.which("g++") is None:
-        pytest.skip("g++ not available")
+        pytest.fail("g++ is required to compile the generated code")
     out = tmp_path_factory.mktemp("runtime")
     objects = []
     for source in RUNTIME_SOURCES:
