@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.espdl_streaming-installed
 DEMO_OUT := out/demo
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench lint venv clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 # Benchmarks (under 15 minutes on 2 cores): writes BENCHMARKS.md; scratch files in build/bench/.
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+lint: $(STAMP)
+	cd python && ../$(VENV)/bin/ruff check espdl_streaming tests && ../$(VENV)/bin/ruff format --check espdl_streaming tests \
+	  && ../$(VENV)/bin/mypy espdl_streaming
 
 clean:
 	rm -rf $(DEMO_OUT) build

@@ -97,12 +97,12 @@ function(espdl_streaming_add_model name)
 
     get_target_property(placement espdl_streaming_${name} ESPDL_STREAMING_PLACEMENT)
     if(placement STREQUAL "PARTITION")
-        __espdl_streaming_idf_partition(${name})
+        __espdl_streaming_idf_partition(${name} ${arg_TARGET})
     endif()
 endfunction()
 
 # PARTITION placement: check the size at build time and flash the .espdl with the app.
-function(__espdl_streaming_idf_partition name)
+function(__espdl_streaming_idf_partition name owner)
     get_target_property(espdl espdl_streaming_${name} ESPDL_STREAMING_FILE)
     get_target_property(label espdl_streaming_${name} ESPDL_STREAMING_PARTITION)
     get_target_property(out_dir espdl_streaming_${name} ESPDL_STREAMING_OUT_DIR)
@@ -130,6 +130,10 @@ function(__espdl_streaming_idf_partition name)
 
     if(NOT size)
         return()  # the check above fails the build with the line to add
+    endif()
+    if(idf_target STREQUAL "linux" AND TARGET idf::esp_partition)
+        # The generated class maps the partition of the emulated flash for the host engine.
+        target_link_libraries(${owner} PRIVATE idf::esp_partition)
     endif()
     if(COMMAND esp_partition_register_target)
         # Recent ESP-IDF: `idf.py flash` and `<label>-flash` on chips, emulated flash on linux.

@@ -46,8 +46,9 @@
 # ESPDL_STREAMING_PARTITION (label) tell wrappers what was declared.
 #
 # espdl_streaming_add_host_runtime(<target>)
-#   A static library of the C++ runtime for host builds (no ESP-DL: src/*.cpp without the
-#   dl::Model backend), with the public include directory.
+#   A static library of the C++ runtime for host builds with the host engine (src/host/) as the
+#   model backend instead of ESP-DL's dl::Model: open_model() runs the .espdl on the host with
+#   the build-time simulator's integer semantics. Public include directory attached.
 
 include_guard(GLOBAL)
 
@@ -480,29 +481,34 @@ function(espdl_streaming_add_model name)
                                 ${forward} ${arg_UNPARSED_ARGUMENTS})
 endfunction()
 
-# Runtime sources per backend: "espdl" (chips, dl::Model) or "none" (linux target, host builds).
+# Runtime sources per backend: "espdl" (chips: dl::Model) or "host" (the host engine in src/host/:
+# ESP-IDF's linux target and host builds). src/no_backend.cpp is in neither: it is for runtime
+# tests that inject their own model_interface.
 function(espdl_streaming_runtime_sources out backend)
     __espdl_streaming_component_dir(dir)
     file(GLOB sources CONFIGURE_DEPENDS "${dir}/src/*.cpp" "${dir}/src/*.c")
     if(backend STREQUAL "espdl")
         list(FILTER sources EXCLUDE REGEX "/no_backend\\.cpp$")
-    elseif(backend STREQUAL "none")
-        list(FILTER sources EXCLUDE REGEX "/espdl_model\\.cpp$")
+    elseif(backend STREQUAL "host")
+        list(FILTER sources EXCLUDE REGEX "/(espdl_model|no_backend)\\.cpp$")
         file(GLOB host_sources CONFIGURE_DEPENDS "${dir}/src/host/*.cpp")
         list(APPEND sources ${host_sources})
     else()
-        message(FATAL_ERROR "espdl_streaming_runtime_sources: backend must be espdl or none")
+        message(FATAL_ERROR "espdl_streaming_runtime_sources: backend must be espdl or host")
     endif()
     list(SORT sources)
     set(${out} "${sources}" PARENT_SCOPE)
 endfunction()
 
 function(espdl_streaming_add_host_runtime target)
-    espdl_streaming_runtime_sources(sources none)
+    espdl_streaming_runtime_sources(sources host)
     __espdl_streaming_component_dir(dir)
     add_library(${target} STATIC ${sources})
     target_include_directories(${target} PUBLIC "${dir}/include")
     target_compile_features(${target} PUBLIC cxx_std_17)
+    # The host engine reproduces the build-time simulator bit for bit only without fused
+    # multiply-adds (GCC and Clang contract a * b + c by default where the CPU has FMA).
+    target_compile_options(${target} PRIVATE -ffp-contract=off)
 endfunction()
 
 # Rebuild the keyword arguments the caller parsed into arg_* (cmake_parse_arguments) as a list to

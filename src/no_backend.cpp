@@ -1,7 +1,7 @@
 /*
- * Backend for ESP-IDF's linux target and plain host builds: ESP-DL cannot be compiled there
- * (its FlatBuffers loader ships only as per-chip static libraries), and no host engine exists yet.
- * Tests inject their own model_interface instead.
+ * No engine at all: for runtime-only builds whose tests inject their own model_interface
+ * (tests/host, the codegen tests, the glue benchmark). The component itself links ESP-DL's
+ * dl::Model on chips (espdl_model.cpp) and the host engine (src/host/) on the linux target.
  */
 #include "espdl_streaming/backend.hpp"
 
@@ -16,8 +16,8 @@ esp_err_t open_model(const model_source &src, model_interface **out)
     if (out != nullptr) {
         *out = nullptr;
     }
-    ESP_LOGE(TAG, "no inference engine on this target: ESP-DL runs only on chips and a host engine is not "
-             "available yet; inject a model_interface with init(model_interface *)");
+    ESP_LOGE(TAG, "no inference engine in this build (runtime only): link the host engine (src/host/) or "
+             "inject a model_interface with init(model_interface *)");
     return ESP_ERR_NOT_SUPPORTED;
 }
 

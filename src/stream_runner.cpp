@@ -78,13 +78,28 @@ esp_err_t check_spec(const model_spec &spec)
                                     static_cast<unsigned long>(chunk_elements));
     ESPDL_STREAMING_RETURN_ON_FALSE(spec.output_count == 0 || spec.outputs != nullptr, ESP_ERR_INVALID_ARG, TAG,
                                     "%s: outputs missing from the spec", spec.name);
+    ESPDL_STREAMING_RETURN_ON_FALSE(spec.state_count == 0 || spec.states != nullptr, ESP_ERR_INVALID_ARG, TAG,
+                                    "%s: states missing from the spec", spec.name);
+    for (uint32_t i = 0; i < spec.state_count; ++i) {
+        const state_spec &st = spec.states[i];
+        ESPDL_STREAMING_RETURN_ON_FALSE(st.input.type == st.output.type && st.input.elements == st.output.elements,
+                                        ESP_ERR_INVALID_ARG, TAG, "%s: state '%s' and '%s' differ in dtype or size",
+                                        spec.name, st.input.name, st.output.name);
+    }
     return ESP_OK;
+}
+
+/* Model output of spec output i. */
+uint32_t output_slot(const model_spec &spec, uint32_t i)
+{
+    return spec.output_indices != nullptr ? spec.output_indices[i] : i;
 }
 
 } // namespace
 
 esp_err_t stream_runner::init(model_interface *model, const model_spec *spec, void *staging, size_t staging_bytes,
-                              float *const *output_buffers, tensor_ref *raw_refs)
+                              float *const *output_buffers, tensor_ref *raw_refs, void *state_storage,
+                              size_t state_bytes)
 {
     ESPDL_STREAMING_RETURN_ON_FALSE(model != nullptr && spec != nullptr, ESP_ERR_INVALID_ARG, TAG,
                                     "init: model and spec are required");
@@ -101,23 +116,46 @@ esp_err_t stream_runner::init(model_interface *model, const model_spec *spec, vo
                                         "%s: output buffer %lu is null", spec->name, static_cast<unsigned long>(i));
     }
 
-    ESPDL_STREAMING_RETURN_ON_FALSE(model->input_count() == 1, ESP_ERR_INVALID_SIZE, TAG,
-                                    "%s: expected exactly 1 input, model has %lu", spec->name,
+    const size_t need_state = state_storage_bytes(*spec);
+    ESPDL_STREAMING_RETURN_ON_FALSE(need_state == 0 || (state_storage != nullptr && state_bytes >= need_state),
+                                    ESP_ERR_INVALID_ARG, TAG, "%s: recurrent state storage needs %lu bytes, got %lu",
+                                    spec->name, static_cast<unsigned long>(need_state),
+                                    static_cast<unsigned long>(state_storage != nullptr ? state_bytes : 0));
+
+    const uint32_t inputs = 1 + spec->state_count;
+    const uint32_t outputs = spec->output_count + spec->state_count;
+    ESPDL_STREAMING_RETURN_ON_FALSE(model->input_count() == inputs, ESP_ERR_INVALID_SIZE, TAG,
+                                    "%s: expected %lu input(s) (the stream and %lu recurrent state(s)), model has %lu",
+                                    spec->name, static_cast<unsigned long>(inputs),
+                                    static_cast<unsigned long>(spec->state_count),
                                     static_cast<unsigned long>(model->input_count()));
-    ESPDL_STREAMING_RETURN_ON_FALSE(model->output_count() == spec->output_count, ESP_ERR_INVALID_SIZE, TAG,
+    ESPDL_STREAMING_RETURN_ON_FALSE(model->output_count() == outputs, ESP_ERR_INVALID_SIZE, TAG,
                                     "%s: expected %lu outputs, model has %lu", spec->name,
-                                    static_cast<unsigned long>(spec->output_count),
+                                    static_cast<unsigned long>(outputs),
                                     static_cast<unsigned long>(model->output_count()));
     esp_err_t ret = ESP_OK;
     tensor_ref ref = {};
-    ESPDL_STREAMING_RETURN_ON_ERROR(model->input(0, &ref));
+    ESPDL_STREAMING_RETURN_ON_ERROR(model->input(spec->input_index, &ref));
     if (check_tensor(*spec, "input", spec->input, ref) != ESP_OK) {
         ret = ESP_ERR_INVALID_SIZE;
     }
     for (uint32_t i = 0; i < spec->output_count; ++i) {
         ref = {};
-        ESPDL_STREAMING_RETURN_ON_ERROR(model->output(i, &ref));
+        ESPDL_STREAMING_RETURN_ON_ERROR(model->output(output_slot(*spec, i), &ref));
         if (check_tensor(*spec, "output", spec->outputs[i], ref) != ESP_OK) {
+            ret = ESP_ERR_INVALID_SIZE;
+        }
+    }
+    for (uint32_t i = 0; i < spec->state_count; ++i) {
+        const state_spec &st = spec->states[i];
+        ref = {};
+        ESPDL_STREAMING_RETURN_ON_ERROR(model->input(st.input_index, &ref));
+        if (check_tensor(*spec, "state input", st.input, ref) != ESP_OK) {
+            ret = ESP_ERR_INVALID_SIZE;
+        }
+        ref = {};
+        ESPDL_STREAMING_RETURN_ON_ERROR(model->output(st.output_index, &ref));
+        if (check_tensor(*spec, "state output", st.output, ref) != ESP_OK) {
             ret = ESP_ERR_INVALID_SIZE;
         }
     }
@@ -132,6 +170,11 @@ esp_err_t stream_runner::init(model_interface *model, const model_spec *spec, vo
     m_staging = static_cast<uint8_t *>(staging);
     m_outputs = output_buffers;
     m_raw = raw_refs;
+    m_state = need_state > 0 ? static_cast<uint8_t *>(state_storage) : nullptr;
+    m_state_bytes = need_state;
+    if (m_state != nullptr) {
+        std::memset(m_state, 0, m_state_bytes);
+    }
     m_pending = 0;
     m_chunks = 0;
     return ESP_OK;
@@ -144,6 +187,8 @@ void stream_runner::deinit()
     m_staging = nullptr;
     m_outputs = nullptr;
     m_raw = nullptr;
+    m_state = nullptr;
+    m_state_bytes = 0;
     m_pending = 0;
     m_chunks = 0;
 }
@@ -190,10 +235,11 @@ esp_err_t stream_runner::run_chunk(chunk_callback cb, void *user)
     const model_spec &spec = *m_spec;
     /* Refill before every run: ESP-DL's memory planner may reuse the input buffer. */
     tensor_ref in = {};
-    ESPDL_STREAMING_RETURN_ON_ERROR(m_model->input(0, &in));
+    ESPDL_STREAMING_RETURN_ON_ERROR(m_model->input(spec.input_index, &in));
     ESPDL_STREAMING_RETURN_ON_FALSE(in.data != nullptr && in.elements == spec.input.elements, ESP_ERR_INVALID_SIZE,
                                     TAG, "%s: input '%s' changed since init", spec.name, spec.input.name);
     std::memcpy(in.data, m_staging, spec.input.elements * dtype_size(spec.input.type));
+    ESPDL_STREAMING_RETURN_ON_ERROR(copy_state(true));
 
     esp_err_t ret = m_model->run();
     if (ret != ESP_OK) {
@@ -201,9 +247,11 @@ esp_err_t stream_runner::run_chunk(chunk_callback cb, void *user)
                  static_cast<int>(ret));
         return ret;
     }
+    /* Keep the last state before anything else can touch the model's buffers. */
+    ESPDL_STREAMING_RETURN_ON_ERROR(copy_state(false));
     for (uint32_t i = 0; i < spec.output_count; ++i) {
         tensor_ref &raw = m_raw[i];
-        ESPDL_STREAMING_RETURN_ON_ERROR(m_model->output(i, &raw));
+        ESPDL_STREAMING_RETURN_ON_ERROR(m_model->output(output_slot(spec, i), &raw));
         const tensor_spec &want = spec.outputs[i];
         ESPDL_STREAMING_RETURN_ON_FALSE(raw.data != nullptr && raw.elements == want.elements && raw.type == want.type,
                                         ESP_ERR_INVALID_SIZE, TAG, "%s: output '%s' changed since init", spec.name,
@@ -215,11 +263,40 @@ esp_err_t stream_runner::run_chunk(chunk_callback cb, void *user)
     return cb != nullptr ? cb(result, user) : ESP_OK;
 }
 
+esp_err_t stream_runner::copy_state(bool to_model)
+{
+    const model_spec &spec = *m_spec;
+    size_t offset = 0;
+    for (uint32_t i = 0; i < spec.state_count; ++i) {
+        const state_spec &st = spec.states[i];
+        const tensor_spec &want = to_model ? st.input : st.output;
+        tensor_ref ref = {};
+        ESPDL_STREAMING_RETURN_ON_ERROR(to_model ? m_model->input(st.input_index, &ref)
+                                                 : m_model->output(st.output_index, &ref));
+        const size_t bytes = static_cast<size_t>(want.elements) * dtype_size(want.type);
+        ESPDL_STREAMING_RETURN_ON_FALSE(ref.data != nullptr && ref.elements == want.elements && ref.type == want.type &&
+                                            offset + bytes <= m_state_bytes,
+                                        ESP_ERR_INVALID_SIZE, TAG, "%s: state '%s' changed since init", spec.name,
+                                        want.name);
+        /* Raw integers: ESP-DL copies initial_h / initial_c into the layer without rescaling. */
+        if (to_model) {
+            std::memcpy(ref.data, m_state + offset, bytes);
+        } else {
+            std::memcpy(m_state + offset, ref.data, bytes);
+        }
+        offset += bytes;
+    }
+    return ESP_OK;
+}
+
 esp_err_t stream_runner::reset()
 {
     ESPDL_STREAMING_RETURN_ON_FALSE(m_model != nullptr, ESP_ERR_INVALID_STATE, TAG, "reset: runner not initialised");
     m_pending = 0;
     m_chunks = 0;
+    if (m_state != nullptr) {
+        std::memset(m_state, 0, m_state_bytes);
+    }
     return m_model->reset();
 }
 

@@ -7,7 +7,8 @@
 #
 # What it does, each step skipped when already done:
 #   1. extracts an ESP-IDF snapshot (a bare git directory, no submodules) into $IDF_DIR with
-#      `git archive | tar -x`; nothing of ESP-IDF is ever copied into this repository;
+#      `git archive | tar -x`; nothing of ESP-IDF is ever copied into this repository; then the one
+#      submodule the test app needs (Unity) from its own snapshot, at the commit ESP-IDF pins;
 #   2. installs Debian's libbsd-dev (the linux target's esp_hw_support uses <bsd/string.h>);
 #   3. creates a Python venv at $IDF_ENV with ESP-IDF's core requirements from PyPI (what `idf.py`
 #      checks at start-up; the linux target needs no cross toolchain);
@@ -15,13 +16,15 @@
 #      IDF_PYTHON_CHECK_CONSTRAINTS=no (the constraints file is a download) and
 #      IDF_COMPONENT_MANAGER=0 (the component registry is unreachable here).
 #
-# Environment: IDF_MIRROR (snapshot git dir), IDF_DIR, IDF_ENV, IDF_REF (default HEAD), PYTHON.
+# Environment: IDF_MIRROR (snapshot git dir), UNITY_MIRROR (ThrowTheSwitch/Unity snapshot git dir,
+# for ESP-IDF's unity submodule), IDF_DIR, IDF_ENV, IDF_REF (default HEAD), PYTHON.
 set -euo pipefail
 
 IDF_MIRROR=${IDF_MIRROR:-/work/.mirror/espressif+esp-idf/repo}
 IDF_DIR=${IDF_DIR:-/work/idf}
 IDF_ENV=${IDF_ENV:-/work/idf-env}
 IDF_REF=${IDF_REF:-HEAD}
+UNITY_MIRROR=${UNITY_MIRROR:-/work/.mirror/ThrowTheSwitch+Unity/repo}
 PYTHON=${PYTHON:-python3}
 
 log() { printf 'setup_idf_dev: %s\n' "$*"; }
@@ -61,6 +64,21 @@ else
     fi
     rm -rf "$IDF_DIR"
     mv "$tmp" "$IDF_DIR"
+fi
+
+# 1b. Unity, a submodule of ESP-IDF (the snapshot has none): test_apps/ runs its Unity cases as a
+#     linux-target executable. Extracted at the commit ESP-IDF pins, from a Unity snapshot.
+unity_dir="$IDF_DIR/components/unity/unity"
+if [[ ! -f "$unity_dir/src/unity.c" ]]; then
+    pin=$(git --git-dir="$IDF_MIRROR" ls-tree "$IDF_REF" components/unity/unity | awk '{print $3}')
+    if [[ -n "$pin" ]] && git --git-dir="$UNITY_MIRROR" cat-file -e "$pin^{commit}" 2>/dev/null; then
+        log "extracting Unity $pin from $UNITY_MIRROR"
+        mkdir -p "$unity_dir"
+        git --git-dir="$UNITY_MIRROR" archive --format=tar "$pin" | tar -x -C "$unity_dir"
+    else
+        log "warning: no Unity snapshot with commit ${pin:-?} at $UNITY_MIRROR (set UNITY_MIRROR):" \
+            "the linux-target test-app test will fail to configure"
+    fi
 fi
 
 # 2. Host libraries the linux target links ---------------------------------------------------

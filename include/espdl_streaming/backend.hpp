@@ -1,6 +1,7 @@
 /*
- * Opening a model with the engine available on this target: ESP-DL's dl::Model on chips;
- * no engine yet on ESP-IDF's linux target and plain host builds (ESP_ERR_NOT_SUPPORTED).
+ * Opening a model with the engine available on this target: ESP-DL's dl::Model on chips; the host
+ * engine (src/host/: the build-time simulator's integer semantics in C++) on ESP-IDF's linux
+ * target and plain host builds.
  */
 #pragma once
 
@@ -8,6 +9,7 @@
 
 #include "espdl_streaming/model_interface.hpp"
 #include "espdl_streaming/port.hpp"
+#include "espdl_streaming/types.hpp"
 
 namespace espdl_streaming {
 
@@ -17,14 +19,18 @@ struct model_source {
     placement where;
     const uint8_t *rodata;       /* placement::rodata: the .espdl bytes, 16-byte aligned */
     const char *partition_label; /* placement::partition: data partition holding the .espdl */
+    /* The rounding of the chip the model was quantized for (model_spec::round_mode). The host
+     * engine rounds with it; dl::Model ignores it (the chip's own arithmetic rounds). */
+    rounding round_mode;
 };
 
 /**
  * Load a model. On success `*out` is owned by the caller: release it with close_model().
  *
- * @return ESP_OK, ESP_ERR_INVALID_ARG (null/misaligned source), ESP_ERR_NO_MEM,
- *         ESP_FAIL (the engine could not load the model; logged), ESP_ERR_NOT_SUPPORTED
- *         (no engine on this target)
+ * @return ESP_OK, ESP_ERR_INVALID_ARG (null/misaligned source, unknown rounding), ESP_ERR_NO_MEM,
+ *         ESP_FAIL (the engine could not load the model; logged), ESP_ERR_NOT_SUPPORTED (no
+ *         engine on this target; on the host: an operator the engine does not implement, or a
+ *         partition placement)
  */
 esp_err_t open_model(const model_source &src, model_interface **out);
 

@@ -34,16 +34,20 @@ public:
 
     /**
      * Bind a loaded model and the caller's buffers, after checking the model against `spec`
-     * (one input; every tensor's dtype, exponent, element count and shape; output count).
+     * (the stream input, the recurrent states, every tensor's dtype, exponent, element count and
+     * shape; input and output counts).
      *
      * @param staging        chunk_frames * feature_dim elements of the input dtype
      * @param output_buffers spec->output_count pointers, each to outputs[i].elements floats
      * @param raw_refs       spec->output_count entries, filled after every run
+     * @param state_storage  state_storage_bytes(*spec) bytes holding the recurrent state between
+     *                       chunks (null when the model has none)
      * @return ESP_OK, ESP_ERR_INVALID_ARG (null or too small buffers, inconsistent spec),
      *         ESP_ERR_INVALID_SIZE (model does not match the spec; logged), or the model's error
      */
     esp_err_t init(model_interface *model, const model_spec *spec, void *staging, size_t staging_bytes,
-                   float *const *output_buffers, tensor_ref *raw_refs);
+                   float *const *output_buffers, tensor_ref *raw_refs, void *state_storage = nullptr,
+                   size_t state_bytes = 0);
 
     /**
      * Feed `frame_count` frames (frame-major, feature_dim floats each); 0 frames is allowed.
@@ -61,7 +65,8 @@ public:
     esp_err_t push(const float *frames, size_t frame_count, chunk_callback cb, void *user,
                    size_t *consumed = nullptr);
 
-    /** Drop the partial chunk, restart chunk numbering and reset the model's state. */
+    /** Drop the partial chunk, restart chunk numbering, zero the recurrent state and reset the
+     *  model's streaming caches. */
     esp_err_t reset();
 
     /** Forget the model and buffers (does not close the model); init() may be called again. */
@@ -73,12 +78,15 @@ public:
 
 private:
     esp_err_t run_chunk(chunk_callback cb, void *user);
+    esp_err_t copy_state(bool to_model);
 
     model_interface *m_model = nullptr;
     const model_spec *m_spec = nullptr;
     uint8_t *m_staging = nullptr;
     float *const *m_outputs = nullptr;
     tensor_ref *m_raw = nullptr;
+    uint8_t *m_state = nullptr;
+    size_t m_state_bytes = 0;
     size_t m_pending = 0;
     uint32_t m_chunks = 0;
 };

@@ -47,6 +47,19 @@ struct tensor_spec {
     uint32_t elements;
 };
 
+/**
+ * A recurrent state (a GRU/LSTM hidden or cell state) carried across chunks: ESP-DL starts every
+ * run from the state the model reads from `input` and returns the last state in `output`. After
+ * every run the runner copies the output's integers into its own storage and writes them to the
+ * input before the next run; zeros after init() and reset().
+ */
+struct state_spec {
+    tensor_spec input;     /* state_in_<k> */
+    tensor_spec output;    /* state_out_<k>: same dtype and element count */
+    uint32_t input_index;  /* position among the model's inputs (name order) */
+    uint32_t output_index; /* position among the model's outputs (name order) */
+};
+
 /** Everything the runtime needs to know about a generated model. */
 struct model_spec {
     const char *name;
@@ -56,6 +69,21 @@ struct model_spec {
     tensor_spec input;         /* chunk_frames * feature_dim elements, frame-major */
     const tensor_spec *outputs; /* sorted by name: the order of dl::Model::get_outputs() */
     uint32_t output_count;
+    /* Models with recurrent state only (zero-initialised otherwise): */
+    uint32_t input_index;            /* position of `input` among the model's inputs */
+    const uint32_t *output_indices;  /* model output of each outputs[i]; null: output i */
+    const state_spec *states;        /* state_count entries */
+    uint32_t state_count;
 };
+
+/** Bytes of runner storage the recurrent states of `spec` need. */
+constexpr size_t state_storage_bytes(const model_spec &spec)
+{
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < spec.state_count; ++i) {
+        bytes += static_cast<size_t>(spec.states[i].output.elements) * dtype_size(spec.states[i].output.type);
+    }
+    return bytes;
+}
 
 } // namespace espdl_streaming

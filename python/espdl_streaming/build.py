@@ -71,6 +71,20 @@ def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, f
             ],
         },
         "receptive_field_frames": q.plan.receptive_field,
+        # GRU/LSTM nodes whose state the glue carries across chunks: every output frame then
+        # depends on the whole stream so far, on top of receptive_field_frames.
+        "recurrent_states": [
+            {
+                "node": st.node,
+                "op_type": st.op_type,
+                "state": st.kind,
+                "input": i.name,
+                "output": o.name,
+                "bytes": o.elements_bytes(),
+            }
+            for st, (i, o) in zip(q.states, v.states)
+        ],
+        "state_bytes": sum(o.elements_bytes() for _, o in v.states),
         # Causal model: the only algorithmic latency is waiting for a full chunk.
         "latency_frames": decl.chunk_frames - 1,
         "espdl_bytes": len(q.streaming_bytes),
@@ -106,6 +120,7 @@ def make_glue(decl: Declaration, v: VerifyResult, q: Any, command_line: str) -> 
         "rounding": v.rounding,
         "input": v.input.as_json(),
         "outputs": [o.as_json() for o in v.outputs],
+        "states": [{"input": i.as_json(), "output": o.as_json()} for i, o in v.states],
         "placement": _placement(decl),
         "golden": {"frames": v.golden_frames, "chunks": v.golden_chunks, "outputs": v.golden_outputs},
         "espdl_bytes": len(q.streaming_bytes),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m espdl_streaming build ...``.
+"""Command line: ``python -m espdl_streaming build ...`` and ``python -m espdl_streaming run ...``.
 
 The only place that prints and exits.  User mistakes (:class:`EspdlStreamingError`) print
 ``error: ...`` to stderr and exit 2, writing nothing; anything else keeps its traceback
@@ -19,6 +19,7 @@ from .declaration import MIN_VERIFY_CHUNKS, make_declaration
 from .errors import EspdlStreamingError
 
 EXIT_USER_ERROR = 2
+ENGINES = ("python", "host")  # run --engine (the run module imports numpy: loaded only when running)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         help="offline input in torch layout, batch 1, time on dim 2: e.g. 1,16,24 (NCW) or 1,1,49,10",
     )
     b.add_argument("--chunk-frames", required=True, type=int, help="new frames per streaming step")
-    b.add_argument("--target", required=True, help="ESP-IDF chip target: esp32p4, esp32s3, esp32c3, ...")
+    _add_target(b, required=True, help="ESP-IDF chip target: esp32p4, esp32s3, esp32c3, ...")
     b.add_argument("--out-dir", required=True, type=Path, help="directory for the outputs")
     b.add_argument("--calibration", help="FILE.npy / FILE.npz ([N, ...input shape without batch]) or FILE.py:FUNC")
     b.add_argument("--calib-steps", type=int, default=32, help="calibration batches (default 32)")
@@ -58,9 +59,52 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--placement", default="rodata", help="rodata (default) or partition:LABEL")
     b.add_argument("--depfile", type=Path, help="write a Makefile-style depfile listing the model's local modules")
-    b.add_argument("--quiet", action="store_true", help="print only errors and warnings")
+    _add_quiet(b)
     b.add_argument("--log", type=Path, help="also write esp-ppq's full log to this file")
+
+    r = sub.add_parser(
+        "run",
+        help="stream recorded float frames through a built model, as the firmware does, and save the outputs",
+        description="Quantize FRAMES chunk by chunk at the model input's exponent with the chip's rounding, run "
+        "each chunk, dequantize the outputs and save them: concatenated along axis 1 (time), or stacked on a new "
+        "axis 1 for outputs without a time axis.",
+    )
+    r.add_argument("model", type=Path, metavar="MODEL.espdl", help="a streaming model written by build")
+    r.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        metavar="FRAMES.npy",
+        help="float frames on axis 0, each the model input without batch and time: [frames, features]",
+    )
+    r.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="OUT.npy|OUT.npz",
+        help="float32 outputs: .npy for a model with one output, .npz (keys: output names) for any",
+    )
+    r.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="python",
+        help="python: the numpy simulator (default); host: the C++ runtime built for this machine",
+    )
+    _add_target(
+        r,
+        required=False,
+        help="the chip whose rounding to use (default: the target in MODEL's build report, <name>.report.json)",
+    )
+    _add_quiet(r)
     return parser
+
+
+def _add_target(p: argparse.ArgumentParser, *, required: bool, help: str) -> None:
+    p.add_argument("--target", required=required, help=help)
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="print only errors and warnings")
 
 
 def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
@@ -80,6 +124,13 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
         f"  flash {report['espdl_bytes']} B, cache RAM {report['cache_bytes']} B, {report['macs_per_chunk']} "
         f"MACs/chunk, receptive field {report['receptive_field_frames']} frames"
     )
+    states = report.get("recurrent_states", [])
+    if states:
+        nodes = sorted({st["node"] for st in states})
+        lines.append(
+            f"  recurrent state: {len(states)} tensor(s) of {', '.join(nodes)}, {report['state_bytes']} B, "
+            "carried from chunk to chunk by the generated class"
+        )
     secs = report["seconds"]
     lines.append("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
     lines.append(f"  {len(written)} file(s) updated in {out_dir}" if written else f"  outputs unchanged in {out_dir}")
@@ -103,6 +154,12 @@ def run_with_fixed_hash_seed() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return _build(args, argv)
+
+
+def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     command_line = "python -m espdl_streaming " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
     )
@@ -143,6 +200,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"WARNING: {args.name}: {report['calibration']['warning']}", file=sys.stderr)
     if not args.quiet:
         print(_summary(report, written, decl.out_dir))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .build import write_atomically
+    from .run import encode_outputs, plan_run, run_frames
+
+    try:
+        plan = plan_run(args.model, args.input, args.out, target=args.target, engine=args.engine)
+        for warning in plan.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr)
+        result = run_frames(plan.spec, plan.frames, plan.rounding, plan.engine)
+        if result.dropped:
+            print(
+                f"WARNING: {args.input}: the last {result.dropped} of {result.frames} frames do not fill a chunk of "
+                f"{result.chunk_frames} frames and were not run (the device keeps them pending for the next push)",
+                file=sys.stderr,
+            )
+        data = encode_outputs(result.outputs, args.out)
+    except EspdlStreamingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        write_atomically({args.out.resolve(): data})
+    except OSError as exc:
+        print(f"error: --out {args.out}: cannot write {exc.filename or args.out}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if not args.quiet:
+        shapes = ", ".join(f"{name} {list(a.shape)}" for name, a in result.outputs.items())
+        print(
+            f"{args.model.name}: {result.frames} frames in, {result.chunks} chunks of {result.chunk_frames} frames "
+            f"run on the {args.engine} engine ({plan.chip} rounding {plan.rounding}); {args.out}: {shapes}"
+        )
     return 0
 
 

@@ -39,7 +39,8 @@ _CLASS_NAMES = frozenset(
     golden_set chunk_callback chunk_result stream_runner model_interface model_source placement
     open_model close_model run_self_test quantize dequantize quantize_value dtype_size esp_err_t
     size_t uint32_t uint64_t int8_t int16_t uint8_t engine owned TAG k_spec k_outputs k_golden
-    k_golden_frames k_golden_expected models espdl_streaming""".split()
+    k_golden_frames k_golden_expected models espdl_streaming state_count state_bytes m_state k_states
+    k_output_indices state_spec m_partition_map m_partition_mapped""".split()
 )
 
 _DTYPES = {"int8": ("int8_t", -128, 127), "int16": ("int16_t", -32768, 32767)}
@@ -178,6 +179,24 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
         output["offset"] = offset
         offset += -(-output["elements"] // 4) * 4  # every buffer 16-byte aligned
 
+    states: list[dict[str, Any]] = []
+    state_bytes = 0
+    for k, pair in enumerate(glue.get("states", [])):
+        state_in, state_out = _tensor(pair["input"], "state input"), _tensor(pair["output"], "state output")
+        if state_in["dtype"] != state_out["dtype"] or state_in["elements"] != state_out["elements"]:
+            raise ValueError(f"state {k}: '{state_in['name']}' and '{state_out['name']}' differ in dtype or size")
+        states.append({"input": state_in, "output": state_out})
+        state_bytes += state_out["elements"] * (2 if state_out["dtype"] == "int16" else 1)
+    # The model's tensors in dl::Model's order (std::map: by name), states included.
+    input_order = sorted([model_input["name"], *(st["input"]["name"] for st in states)])
+    output_order = sorted([*names, *(st["output"]["name"] for st in states)])
+    if len(set(input_order)) != len(input_order) or len(set(output_order)) != len(output_order):
+        raise ValueError(f"tensor names must be distinct: {input_order}, {output_order}")
+    for st in states:
+        st["input_index"] = input_order.index(st["input"]["name"])
+        st["output_index"] = output_order.index(st["output"]["name"])
+    output_indices = [output_order.index(n) for n in names]
+
     placement = glue["placement"]
     if placement["kind"] == "rodata":
         symbol = str(placement["symbol"])
@@ -226,6 +245,11 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
         "input": model_input,
         "outputs": outputs,
         "output_storage_floats": offset,
+        "states": states,
+        "state_bytes": state_bytes,
+        "input_index": input_order.index(model_input["name"]),
+        "output_indices": ", ".join(str(i) for i in output_indices),
+        "output_indices_identity": output_indices == list(range(len(outputs))),
         "placement": placement,
         "golden_frame_count": frames.shape[0],
         "golden_chunks": chunks,

@@ -22,8 +22,13 @@ from typing import Any
 
 from . import __version__
 from .declaration import Declaration
-from .errors import DeclarationError, ModelLoadError, QuantizeError, StreamingConversionError
+from .errors import DeclarationError, ModelLoadError, QuantizeError
+from .recurrent_state import StateSpec, expose_recurrent_state
 from .streaming_table import StreamingPlan, apply_plan, plan_streaming
+
+# Initial states the calibration data gets for exposed GRU/LSTM states: the exponents esp-ppq picks
+# for them do not matter (ESP-DL copies the state in as raw integers), but esp-ppq needs a range.
+_STATE_CALIBRATION_SPAN = 0.5
 
 
 @dataclass
@@ -38,6 +43,7 @@ class QuantizeResult:
     log: str
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    states: list[StateSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -105,21 +111,12 @@ def _onnx_input_shape(decl: Declaration, path: Path) -> list[int]:
     return [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
 
 
-def _refuse_recurrent(decl: Declaration, path: Path) -> None:
-    """Recurrent layers cannot stream yet: say so before esp-ppq spends (or crashes) on them."""
+def _stream_input_name(path: Path) -> str:
     import onnx
 
-    from .streaming_table import RECURRENT
-
-    for node in onnx.load(str(path)).graph.node:
-        if node.op_type in RECURRENT:
-            raise StreamingConversionError(
-                f"{decl.name}: node '{node.name}' ({node.op_type}) is recurrent: ESP-DL resets its hidden state "
-                "on every run unless the state is fed back as a model input, esp-ppq 1.3.12 cannot quantize a "
-                f"{node.op_type} without an explicit initial state, and looping the state back through the "
-                "generated glue is not supported yet, so it would not stream correctly: use causal convolutions "
-                "(a TCN), or run the model offline on a window"
-            )
+    graph = onnx.load(str(path)).graph
+    init = {i.name for i in graph.initializer}
+    return next(i.name for i in graph.input if i.name not in init and not i.name.startswith("state_in_"))
 
 
 def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: str) -> dict[str, str]:
@@ -195,11 +192,22 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     f"{decl.name}: torch.onnx.export failed for {decl.model}: {type(exc).__name__}: {exc}"
                 ) from exc
         seconds["load"] = time.perf_counter() - t
-        _refuse_recurrent(decl, onnx_path)
+        states = expose_recurrent_state(decl.name, onnx_path, decl.input_shape[0])
 
         samples, calib_deps, random_calibration = load_calibration(decl)
         deps = sorted(set(deps) | set(calib_deps))
-        calib = [torch.from_numpy(s) for s in samples]
+        calib: list[Any] = [torch.from_numpy(s) for s in samples]
+        input_shapes = [list(decl.input_shape)]
+        streaming_shapes: dict[str, list[int]] | list[int] = list(decl.streaming_input_shape)
+        if states:
+            rng = np.random.default_rng(0)
+            calib = [
+                [x] + [torch.from_numpy(rng.uniform(-1, 1, st.shape).astype(np.float32) * _STATE_CALIBRATION_SPAN)
+                       for st in states]
+                for x in calib
+            ]  # fmt: skip
+            input_shapes += [list(st.shape) for st in states]
+            streaming_shapes = {_stream_input_name(onnx_path): list(decl.streaming_input_shape)}
         steps = min(decl.calib_steps, len(calib))
         platform = get_target_platform(decl.ppq_target, decl.bits)
         plan_box: dict[str, StreamingPlan] = {}
@@ -227,7 +235,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     espdl_export_file=str(tmp / "offline.espdl"),
                     calib_dataloader=calib,
                     calib_steps=steps,
-                    input_shape=[list(decl.input_shape)],
+                    input_shape=input_shapes,
                     target=decl.ppq_target,
                     num_of_bits=decl.bits,
                     device="cpu",
@@ -247,7 +255,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
 
             t = time.perf_counter()
             mark = len(capture.errors)
-            values = generate_test_value(graph, "cpu", [calib[0]])
+            values = generate_test_value(graph, "cpu", calib[0] if states else [calib[0]])
             PFL.Exporter(platform=platform).export(
                 str(tmp / "offline.espdl"),
                 graph,
@@ -261,7 +269,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
                 str(tmp / "streaming.espdl"),
                 graph,
                 export_config=False,
-                streaming_input_shape=list(decl.streaming_input_shape),
+                streaming_input_shape=streaming_shapes,
                 streaming_custom_passes=[streaming_pass],
                 metadata_props=streaming_meta,
             )
@@ -279,4 +287,5 @@ def quantize(decl: Declaration) -> QuantizeResult:
             log="\n".join(capture.lines),
             warnings=capture.warnings,
             seconds=seconds,
+            states=states,
         )

@@ -46,6 +46,10 @@ AXIS_REDUCING = {
 }  # fmt: skip
 WHOLE_SEQUENCE = {"GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "Attention"}
 RECURRENT = {"GRU", "LSTM", "RNN"}
+# Recurrent state exposed as model inputs/outputs (quantize.expose_recurrent_state): the
+# glue copies output STATE_OUTPUT_PREFIX<k> into input STATE_INPUT_PREFIX<k> after every chunk.
+STATE_INPUT_PREFIX = "state_in_"
+STATE_OUTPUT_PREFIX = "state_out_"
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class CacheEntry:
 
 @dataclass
 class VarState:
-    kind: str  # "stream" | "window" | "const"
+    kind: str  # "stream" | "window" | "const" | "state" (a recurrent state, looped back by the glue)
     axis: int = -1  # exported time axis (stream/window)
     frames: int = 0  # new frames per chunk (stream) or frames held (window)
     stride: Fraction = Fraction(1)  # input frames per frame of this variable (< 1 after upsampling)
@@ -75,6 +79,7 @@ class VarState:
     # Offline frame index minus streaming frame index (the stream counted from its first chunk):
     # negative after a layer without start padding (the offline model has fewer leading frames).
     lead: Fraction = Fraction(0)
+    recurrent: bool = False  # depends on every earlier frame through a recurrent state
 
 
 @dataclass
@@ -82,6 +87,7 @@ class StreamingPlan:
     entries: list[CacheEntry] = field(default_factory=list)
     outputs: dict[str, VarState] = field(default_factory=dict)
     pads_cleared: list[str] = field(default_factory=list)
+    recurrent_nodes: list[str] = field(default_factory=list)
 
     def output_leads(self) -> dict[str, int | None]:
         """Per graph output: offline frame index - streaming frame index, or None without a time axis."""
@@ -89,7 +95,13 @@ class StreamingPlan:
 
     @property
     def receptive_field(self) -> int:
+        """Input frames the convolutional part of an output frame reads (a recurrent state adds the
+        whole history on top: see ``recurrent``)."""
         return ceil(max((s.receptive_field for s in self.outputs.values()), default=Fraction(1)))
+
+    @property
+    def recurrent(self) -> bool:
+        return any(s.recurrent for s in self.outputs.values())
 
     def as_json(self) -> list[dict[str, Any]]:
         return [
@@ -154,16 +166,24 @@ class _Planner:
 
     # -- the walk ---------------------------------------------------------------------
     def run(self, graph: Any) -> StreamingPlan:
-        inputs = list(graph.inputs.values())
+        inputs = [v for v in graph.inputs.values() if not v.name.startswith(STATE_INPUT_PREFIX)]
         if len(inputs) != 1:
             raise StreamingConversionError(
                 f"{self.model}: the model has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "
                 "streaming models take exactly one input stream"
             )
         var = inputs[0]
-        self.state[var.name] = VarState(
-            "stream", self.exported_axis(var, self.input_time_axis), self.chunk, Fraction(1), Fraction(1)
-        )
+        axis = self.exported_axis(var, self.input_time_axis)
+        if axis != 1:
+            readers = list(getattr(var, "dest_ops", []) or [])
+            where = f"node '{readers[0].name}' ({readers[0].type}) reads" if readers else "the model reads"
+            raise StreamingConversionError(
+                f"{self.model}: {where} the exported model input '{var.name}', which keeps time on axis {axis}, "
+                "not on the frame axis 1 that a streaming input is written along (esp-ppq moves time to axis 1 "
+                "only when the model starts with a Conv over time): start the model with a Conv1d/Conv2d over "
+                "the frames, e.g. a kernel-1 Conv1d as a per-frame projection"
+            )
+        self.state[var.name] = VarState("stream", axis, self.chunk, Fraction(1), Fraction(1))
         for op in list(graph.topological_sort()):
             self.visit(op)
         for name in graph.outputs:
@@ -217,8 +237,8 @@ class _Planner:
         elif op.type in RECURRENT:
             raise self.refuse(
                 op,
-                "is recurrent: ESP-DL resets its hidden state on every run, so it cannot stream yet",
-                "use causal convolutions, or run the model offline on a window",
+                "is a plain RNN, which ESP-DL does not implement",
+                "use a GRU or an LSTM (their state is carried across chunks), or causal convolutions",
             )
         elif op.type in ("ConvTranspose", "Resize", "Upsample"):
             raise self.refuse(
@@ -387,6 +407,42 @@ class _Planner:
         perm = _ints(op.attributes.get("perm")) or list(reversed(range(len(var.shape or []))))
         for out in op.outputs:
             self.state[out.name] = replace(src, axis=perm.index(src.axis))
+
+    def _recurrent(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        """GRU/LSTM over time: one output frame per input frame; the state at the end of a chunk is
+        looped back as the next chunk's initial state, so no cache is needed."""
+        index, var, src = streams[0]
+        if index != 0 or len(streams) > 1:
+            raise self.refuse(
+                op, "takes its weights or initial state from the time-varying stream", "use constant weights"
+            )
+        direction = op.attributes.get("direction", "forward")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        if direction != "forward":
+            raise self.refuse(
+                op,
+                f"runs {direction} over time: its outputs depend on future frames (look-ahead)",
+                "use a unidirectional (forward) layer: bidirectional=False",
+            )
+        seq_axis = 1 if int(op.attributes.get("layout", 0)) else 0
+        if src.axis != seq_axis:
+            raise self.refuse(
+                op,
+                f"runs over exported axis {seq_axis}, but time is on exported axis {src.axis} of '{var.name}'",
+                "feed it the frames in time order (x.transpose(1, 2) of an NCW tensor, batch_first=True)",
+            )
+        y = op.outputs[0]
+        try:
+            axis = self.exported_axis(y, seq_axis)
+        except ValueError:
+            axis = seq_axis
+        self.state[y.name] = replace(src, axis=axis, pending_pad=0, zero_inserted=1, recurrent=True)
+        for out in op.outputs[1:]:
+            self.state[out.name] = VarState("state")
+        self.plan.recurrent_nodes.append(op.name)
+
+    op_GRU = _recurrent
+    op_LSTM = _recurrent
 
     def op_InsertZeros(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         """The first half of a ConvTranspose: add stride - 1 zero frames after every frame of the chunk."""

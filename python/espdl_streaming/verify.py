@@ -12,7 +12,7 @@ offline file; otherwise it cannot judge anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from .declaration import Declaration
 from .errors import EspdlStreamingError, VerificationError
 from .espdl import EspdlModel, Simulator, ValueInfo, quantize, read_espdl, rounding_for_target
+from .streaming_table import STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX
 
 STREAM_SEED = 1234
 GOLDEN_CHUNKS = 4
@@ -35,6 +36,12 @@ class TensorSpec:
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": self.shape, "dtype": self.dtype, "exponent": self.exponent}
+
+    def elements_bytes(self) -> int:
+        count = 1
+        for d in self.shape:
+            count *= d
+        return count * (2 if self.dtype == "int16" else 1)
 
 
 @dataclass
@@ -55,12 +62,61 @@ class VerifyResult:
     golden_chunks: int
     rounding: str
     reference: str = "prefix"  # "prefix": offline on [0, L); "window": offline on [L-T, L)
+    # Recurrent state the glue loops back: (model input, model output) pairs, by index k.
+    states: list[tuple[TensorSpec, TensorSpec]] = field(default_factory=list)
 
 
 def _spec(v: ValueInfo) -> TensorSpec:
     if v.exponent is None:
         raise VerificationError(f"tensor '{v.name}' has no exponent: it is not quantized")
     return TensorSpec(v.name, [int(d) for d in v.shape], v.dtype, int(v.exponent))
+
+
+def _state_pairs(decl: Declaration, model: EspdlModel, which: str) -> list[tuple[ValueInfo, ValueInfo]]:
+    """The (state_in_k, state_out_k) pairs of a model, checked to be a pure loop-back: the input feeds
+    only the initial-state slot of one GRU/LSTM, whose matching last-state output is the output."""
+    ins = {v.name: v for v in model.inputs if v.name.startswith(STATE_INPUT_PREFIX)}
+    outs = {v.name: v for v in model.outputs if v.name.startswith(STATE_OUTPUT_PREFIX)}
+    pairs = []
+    for name in sorted(ins, key=lambda n: int(n[len(STATE_INPUT_PREFIX) :])):
+        k = name[len(STATE_INPUT_PREFIX) :]
+        out = outs.pop(STATE_OUTPUT_PREFIX + k, None)
+        readers = [(n, i) for n in model.nodes for i, x in enumerate(n.inputs) if x == name]
+        ok = out is not None and len(readers) == 1 and readers[0][0].op_type in ("GRU", "LSTM")
+        if ok and out is not None:
+            node, slot = readers[0]
+            ok = slot in (5, 6) and len(node.outputs) > slot - 4 and node.outputs[slot - 4] == out.name
+            ok = ok and ins[name].dtype == out.dtype and tuple(ins[name].shape) == tuple(out.shape)
+        if not ok:
+            raise VerificationError(
+                f"{decl.name}: the {which} model's recurrent state input '{name}' is not looped back from the "
+                f"matching GRU/LSTM state output '{STATE_OUTPUT_PREFIX}{k}' (esp-ppq changed the graph around "
+                "it); the streaming model would not carry its state across chunks"
+            )
+        assert out is not None
+        pairs.append((ins[name], out))
+    if outs:
+        raise VerificationError(f"{decl.name}: the {which} model has state outputs {sorted(outs)} without inputs")
+    return pairs
+
+
+class _Stream:
+    """A simulator that loops its recurrent state outputs back into its state inputs after every run."""
+
+    def __init__(self, sim: Simulator, pairs: list[tuple[ValueInfo, ValueInfo]]) -> None:
+        self.sim = sim
+        self.pairs = pairs
+        self.state: dict[str, np.ndarray] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.sim.reset()
+        self.state = {i.name: np.zeros(i.shape, dtype=i.dtype) for i, _ in self.pairs}
+
+    def run(self, inputs: dict[str, np.ndarray], *, trace: bool = False) -> dict[str, np.ndarray]:
+        out = self.sim.run({**inputs, **self.state}, trace=trace)
+        self.state = {i.name: np.asarray(out[o.name]).copy() for i, o in self.pairs}
+        return out
 
 
 def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simulator) -> int:
@@ -127,7 +183,18 @@ def _first_bad_node(st_model: EspdlModel, st_trace: dict[str, np.ndarray], off_t
     return "no single node (the difference builds up across nodes)"
 
 
-def _runs_on_any_length(sim: Simulator, name: str, q_stream: np.ndarray, frames: int) -> bool:
+class _OfflineRunner:
+    """The offline model with its recurrent state inputs (if any) held at zero."""
+
+    def __init__(self, sim: Simulator, zero_state: dict[str, np.ndarray]) -> None:
+        self.sim = sim
+        self.zero_state = zero_state
+
+    def run(self, inputs: dict[str, np.ndarray], *, trace: bool = False) -> dict[str, np.ndarray]:
+        return self.sim.run({**inputs, **self.zero_state}, trace=trace)
+
+
+def _runs_on_any_length(sim: _OfflineRunner, name: str, q_stream: np.ndarray, frames: int) -> bool:
     try:
         sim.run({name: q_stream[:, :frames]})
     except (EspdlStreamingError, ValueError):  # the simulator's shape errors, numpy's broadcasting ones
@@ -166,13 +233,22 @@ def verify(
     off_model = read_espdl(offline_bytes, source=f"{decl.name}.offline.espdl")
     st_model = read_espdl(streaming_bytes, source=f"{decl.name}.espdl")
     off_sim = Simulator(off_model, rounding, any_frames=True)
-    st_sim = Simulator(st_model, rounding)
     checked_test_outputs = _check_offline_test_values(decl, off_model, off_sim)
+    st_pairs = _state_pairs(decl, st_model, "streaming")
+    off_pairs = _state_pairs(decl, off_model, "offline")
+    st_stream = _Stream(Simulator(st_model, rounding), st_pairs)
+    # The offline model starts every run from zero state (a fresh stream), like the streaming one.
+    off_zero = {i.name: np.zeros(i.shape, dtype=i.dtype) for i, _ in off_pairs}
+    off_stream = _OfflineRunner(off_sim, off_zero)
 
-    if len(st_model.inputs) != 1:
-        raise VerificationError(f"{decl.name}: the streaming model has {len(st_model.inputs)} inputs, expected 1")
-    in_spec = _spec(st_model.inputs[0])
-    off_in = off_model.inputs[0]
+    stream_inputs = [v for v in st_model.inputs if not v.name.startswith(STATE_INPUT_PREFIX)]
+    off_inputs = [v for v in off_model.inputs if not v.name.startswith(STATE_INPUT_PREFIX)]
+    if len(stream_inputs) != 1 or len(off_inputs) != 1:
+        raise VerificationError(
+            f"{decl.name}: the streaming model has inputs {[v.name for v in stream_inputs]}, expected one stream"
+        )
+    in_spec = _spec(stream_inputs[0])
+    off_in = off_inputs[0]
     if in_spec.shape[1] != decl.chunk_frames:
         raise VerificationError(
             f"{decl.name}: the streaming input '{in_spec.name}' has shape {in_spec.shape}; expected "
@@ -180,7 +256,9 @@ def verify(
         )
     if off_in.exponent != in_spec.exponent:
         raise VerificationError(f"{decl.name}: offline and streaming inputs have different exponents")
-    out_specs = sorted((_spec(v) for v in st_model.outputs), key=lambda s: s.name)
+    state_names = {o.name for _, o in st_pairs}
+    out_specs = sorted((_spec(v) for v in st_model.outputs if v.name not in state_names), key=lambda s: s.name)
+    state_specs = [(_spec(i), _spec(o)) for i, o in st_pairs]
     feature_shape = in_spec.shape[2:]
     chunk = decl.chunk_frames
 
@@ -193,7 +271,7 @@ def verify(
     # reference is the offline model on the window [L-T, L), valid once the receptive field and
     # a chunk fit in it (what the window cannot see does not reach the compared frames).
     offline_frames = decl.offline_frames
-    prefix_mode = _runs_on_any_length(off_sim, off_in.name, q_stream, offline_frames + chunk)
+    prefix_mode = _runs_on_any_length(off_stream, off_in.name, q_stream, offline_frames + chunk)
     if not prefix_mode and receptive_field + chunk - 1 > offline_frames:
         raise VerificationError(
             f"{decl.name}: the offline model only runs on its declared {offline_frames} frames, which is shorter "
@@ -201,7 +279,7 @@ def verify(
             "(time on dim 2) so the streaming model can be checked against it"
         )
 
-    st_sim.reset()
+    st_stream.reset()
     checked = warmup = 0
     golden: list[list[np.ndarray]] = [[] for _ in out_specs]
     k = 0
@@ -213,7 +291,7 @@ def verify(
             )
         q_chunk = q_stream[:, k * chunk : (k + 1) * chunk]
         try:
-            st_out = st_sim.run({in_spec.name: q_chunk})
+            st_out = st_stream.run({in_spec.name: q_chunk})
         except EspdlStreamingError as exc:
             raise VerificationError(
                 f"{decl.name}: streaming chunk {k} cannot be computed: {exc} (ESP-DL does not check shapes and "
@@ -231,7 +309,7 @@ def verify(
         start = 0 if prefix_mode else prefix_len - offline_frames
         prefix = q_stream[:, max(start, 0) : prefix_len]
         try:
-            off_out = off_sim.run({off_in.name: prefix}) if start >= 0 else None
+            off_out = off_stream.run({off_in.name: prefix}) if start >= 0 else None
         except (EspdlStreamingError, ValueError) as exc:
             if prefix_len >= offline_frames:
                 raise VerificationError(
@@ -246,7 +324,7 @@ def verify(
                 # An upsampling layer can need the next input frame before the offline model emits the
                 # frames this chunk produced; causality makes the longer prefix a valid reference.
                 prefix = q_stream[:, : (k + 2) * chunk]
-                longer = off_sim.run({off_in.name: prefix})
+                longer = off_stream.run({off_in.name: prefix})
                 refs = [_aligned(np.asarray(st_out[s.name]), np.asarray(longer[s.name]), leads.get(s.name), k)
                         for s in out_specs]  # fmt: skip
         elif off_out is not None:
@@ -268,8 +346,9 @@ def verify(
                 diff = np.abs(have.astype(np.int64) - ref.astype(np.int64))
                 where = _locate(
                     st_model,
+                    st_pairs,
                     rounding,
-                    off_sim,
+                    off_stream,
                     [q_stream[:, n * chunk : (n + 1) * chunk] for n in range(k + 1)],
                     in_spec.name,
                     {off_in.name: prefix},
@@ -292,29 +371,30 @@ def verify(
         offline_test_outputs_checked=checked_test_outputs,
         input=in_spec,
         outputs=out_specs,
-        cache_bytes=int(st_sim.cache_bytes),
-        cache_bytes_by_node=st_sim.cache_bytes_by_node(),
-        macs_per_chunk=int(st_sim.macs()),
+        cache_bytes=int(st_stream.sim.cache_bytes),
+        cache_bytes_by_node=st_stream.sim.cache_bytes_by_node(),
+        macs_per_chunk=int(st_stream.sim.macs()),
         offline_macs=int(off_sim.macs()),
         golden_frames=stream[: golden_chunks * chunk].reshape(golden_chunks * chunk, -1),
         golden_outputs=[np.stack(g[:golden_chunks]) for g in golden],
         golden_chunks=golden_chunks,
         rounding=rounding,
+        states=state_specs,
     )
 
 
 def _locate(
     st_model: EspdlModel,
+    st_pairs: list[tuple[ValueInfo, ValueInfo]],
     rounding: str,
-    off_sim: Simulator,
+    off_sim: _OfflineRunner,
     chunks: list[np.ndarray],
     in_name: str,
     reference: dict[str, np.ndarray],
 ) -> str:
     """Re-run the streaming model over `chunks` with tracing and the offline model on `reference`;
     name the first node whose output differs."""
-    sim = Simulator(st_model, rounding)  # type: ignore[arg-type]
-    sim.reset()
+    sim = _Stream(Simulator(st_model, rounding), st_pairs)  # type: ignore[arg-type]
     trace: dict[str, np.ndarray] = {}
     for q_chunk in chunks:
         trace = sim.run({in_name: q_chunk}, trace=True)

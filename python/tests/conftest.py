@@ -81,3 +81,15 @@ def example_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert r.returncode == 0, r.stderr
         outs[target] = out
     return outs
+
+
+@pytest.fixture(scope="session")
+def host_engine() -> Path:
+    """The C++ host engine's espdl_run (espdl_fuzz and engine_check next to it), built once per
+    change of its sources with AddressSanitizer and UBSan."""
+    from espdl_streaming.host_engine import HostEngineUnavailableError, build_host_engine
+
+    try:
+        return build_host_engine(sanitize=True)
+    except HostEngineUnavailableError as exc:  # only when cmake, ninja or a compiler is truly absent
+        pytest.skip(str(exc))

@@ -1,10 +1,12 @@
 """Small torch models that, together, exercise every operator the simulator supports.
 
-Used only by test_simulator.py.  Channel counts are chosen so filters hit both the
+Used by test_simulator.py and test_host_engine.py.  Channel counts are chosen so filters hit both the
 aligned and the unaligned weight layouts for 16 lanes (int8) and 8 lanes (int16).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -105,3 +107,30 @@ def build(name: str) -> nn.Module:
             norm.weight.uniform_(0.5, 1.5)
             norm.bias.uniform_(-0.2, 0.2)
     return model.eval()
+
+
+def export_with_test_values(
+    model: nn.Module, shape: list[int], path: Path, target: str, bits: int, debug: bool
+) -> Path:
+    """Quantize and export with esp-ppq's own API, embedding its test values; seeded calibration."""
+    from esp_ppq.api import espdl_quantize_torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    loader = DataLoader(TensorDataset(torch.randn(16, *shape[1:])), batch_size=1)
+    espdl_quantize_torch(
+        model=model,
+        espdl_export_file=str(path),
+        calib_dataloader=loader,
+        calib_steps=8,
+        input_shape=shape,
+        target=target,
+        num_of_bits=bits,
+        device="cpu",
+        export_test_values=True,
+        verbose=0,
+        error_report=False,
+        debug=debug,
+        collate_fn=lambda batch: batch[0],
+    )
+    return path

@@ -122,7 +122,7 @@ def test_render_is_deterministic_and_records_command_line() -> None:
 
 def test_partition_placement() -> None:
     _, cpp = render_glue(make_glue(placement={"kind": "partition", "label": "model"}))
-    assert '{placement::partition, nullptr, "model"}' in cpp
+    assert '{placement::partition, nullptr, "model", k_spec.round_mode}' in cpp
     assert "extern" not in cpp
 
 

@@ -60,9 +60,11 @@ def _build(name: str):  # type: ignore[no-untyped-def]
 def export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
     """export(model, target, bits, debug) -> path of an .espdl with test values (memoized)."""
     pytest.importorskip("esp_ppq")
-    import torch
-    from esp_ppq.api import espdl_quantize_torch
-    from torch.utils.data import DataLoader, TensorDataset
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from sim_models import export_with_test_values
+    finally:
+        sys.path.pop(0)
 
     root = tmp_path_factory.mktemp("espdl_exports")
     done: dict[tuple[str, str, int, bool], Path] = {}
@@ -71,25 +73,8 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
         key = (name, target, bits, debug and bits == 16)
         if key not in done:
             model, shape = _build(name)
-            torch.manual_seed(0)
-            loader = DataLoader(TensorDataset(torch.randn(16, *shape[1:])), batch_size=1)
             path = root / "_".join(str(k) for k in key) / "model.espdl"
-            espdl_quantize_torch(
-                model=model,
-                espdl_export_file=str(path),
-                calib_dataloader=loader,
-                calib_steps=8,
-                input_shape=shape,
-                target=target,
-                num_of_bits=bits,
-                device="cpu",
-                export_test_values=True,
-                verbose=0,
-                error_report=False,
-                debug=key[3],
-                collate_fn=lambda batch: batch[0],
-            )
-            done[key] = path
+            done[key] = export_with_test_values(model, shape, path, target, bits, key[3])
         return done[key]
 
     yield run

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, run_cli
+from conftest_host import assert_engine_matches_simulator
 from zoo.zoo_models import ENTRIES, Entry
+
+from espdl_streaming.espdl import rounding_for_target
 
 ZOO_FILE = Path(__file__).resolve().parent / "zoo" / "zoo_models.py"
 CHIPS = ["esp32p4", "esp32s3", "esp32c3"]
@@ -23,17 +26,17 @@ MODEL_FILES = {"tcn": f"{EXAMPLE_MODEL}:build", **{e.name: f"{TEST_MODELS / e.na
 
 @pytest.mark.parametrize("chip", CHIPS)
 @pytest.mark.parametrize("entry", ENTRIES + EXTRA, ids=lambda e: e.name)
-def test_zoo(entry: Entry, chip: str, tmp_path: Path) -> None:
-    check(entry, chip, 8, tmp_path)
+def test_zoo(entry: Entry, chip: str, tmp_path: Path, host_engine: Path) -> None:
+    check(entry, chip, 8, tmp_path, host_engine)
 
 
 @pytest.mark.parametrize("chip", CHIPS)
 @pytest.mark.parametrize("entry", [e for e in ENTRIES + EXTRA if e.expect is None], ids=lambda e: e.name)
-def test_zoo_16_bit(entry: Entry, chip: str, tmp_path: Path) -> None:
-    check(entry, chip, 16, tmp_path)
+def test_zoo_16_bit(entry: Entry, chip: str, tmp_path: Path, host_engine: Path) -> None:
+    check(entry, chip, 16, tmp_path, host_engine)
 
 
-def check(entry: Entry, chip: str, bits: int, tmp_path: Path) -> None:
+def check(entry: Entry, chip: str, bits: int, tmp_path: Path, host_engine: Path) -> None:
     model = MODEL_FILES.get(entry.name, f"{ZOO_FILE}:{entry.name}")
     r = run_cli(
         *build_args(
@@ -47,6 +50,10 @@ def check(entry: Entry, chip: str, bits: int, tmp_path: Path) -> None:
         assert report["streaming"]["max_abs_diff"] == 0
         assert report["streaming"]["chunks_checked"] >= 8
         assert report["bits"] == bits
+        # The C++ host engine computes what the simulator computes, chunk for chunk.
+        rounding = rounding_for_target(chip)
+        assert_engine_matches_simulator(host_engine, tmp_path / f"{entry.name}.espdl", rounding, chunks=6)
+        assert_engine_matches_simulator(host_engine, tmp_path / f"{entry.name}.offline.espdl", rounding, chunks=2)
     else:
         assert r.returncode == 2, (r.stdout, r.stderr)
         assert r.stderr.startswith(f"error: {entry.name}: node '"), r.stderr

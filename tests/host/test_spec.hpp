@@ -25,6 +25,10 @@ inline const model_spec spec = {
     {"input.1", dtype::int8, -5, 3, {1, chunk_frames, feature_dim, 0}, chunk_frames * feature_dim},
     outputs,
     2,
+    0,
+    nullptr,
+    nullptr,
+    0,
 };
 
 /* A small linear congruential generator: same sequence on every host. */

@@ -19,6 +19,7 @@ Tensors are in the exported layout (NWC / NHWC: time on axis 1).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import EspdlFormatError, UnsupportedOpError
+from . import recurrent
 from .reader import EspdlModel, Node, Tensor
 
 __all__ = ["Rounding", "Simulator", "dequantize", "quantize", "rounding_for_target"]
@@ -287,8 +289,15 @@ def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[_No
     return kernel
 
 
+def _tanh(x: np.ndarray) -> np.ndarray:
+    """The C library's tanh, element by element: numpy's own vectorised tanh differs from it by one
+    ulp on some inputs and CPUs, and the C++ host engine calls the C library."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.fromiter(map(math.tanh, x.reshape(-1).tolist()), dtype=np.float64, count=x.size).reshape(x.shape)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    return 0.5 * (1.0 + _tanh(0.5 * x))
 
 
 def _hard_sigmoid(run: _NodeRun, x: np.ndarray) -> np.ndarray:
@@ -319,7 +328,7 @@ _UNARY_MATH: dict[str, Callable[[_NodeRun, np.ndarray], np.ndarray]] = {
     "LeakyRelu": lambda run, x: np.where(x >= 0, x, x * float(run.attr("alpha", 0.01))),
     "PRelu": _prelu,
     "Sigmoid": lambda run, x: _sigmoid(x),
-    "Tanh": lambda run, x: np.tanh(x),
+    "Tanh": lambda run, x: _tanh(x),
     "HardSigmoid": _hard_sigmoid,
     "HardSwish": lambda run, x: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0),
     "Swish": lambda run, x: x * _sigmoid(x),
@@ -432,8 +441,26 @@ def _reshape(run: _NodeRun) -> list[_Value]:
     try:
         data = value.data.reshape(shape)
     except ValueError as exc:
-        raise _fail(run.node, f"cannot reshape {value.data.shape} to {shape}") from exc
+        other = _reshape_other_length(run.sim, value.data, shape)
+        if other is None:
+            raise _fail(run.node, f"cannot reshape {value.data.shape} to {shape}") from exc
+        data = other
     return [run.passthrough(value, data)]
+
+
+def _reshape_other_length(sim: Simulator, data: np.ndarray, shape: list[int]) -> np.ndarray | None:
+    """With ``any_frames``, a constant target shape exported for the declared frame count (esp-ppq
+    writes the offline length into the Reshapes around a per-frame Linear) is applied to the
+    length actually run: one dimension equal to the declared count takes the run's count."""
+    declared, actual = sim.declared_frames, sim.run_frames
+    if not sim.any_frames or declared is None or actual is None or declared == actual:
+        return None
+    for i, d in enumerate(shape):
+        if d == declared:
+            candidate = [*shape[:i], actual, *shape[i + 1 :]]
+            if int(np.prod(candidate)) == data.size:
+                return data.reshape(candidate)
+    return None
 
 
 def _flatten(run: _NodeRun) -> list[_Value]:
@@ -477,6 +504,58 @@ def _streaming_cache(run: _NodeRun) -> list[_Value]:
     data = np.concatenate([state, value.data], axis=axis)
     run.sim._states[run.node.name] = np.take(data, range(data.shape[axis] - keep, data.shape[axis]), axis=axis)
     return [run.passthrough(value, data)]
+
+
+def _recurrent_args(run: _NodeRun) -> dict[str, Any]:
+    x = run.input(0)
+    weight = run.sim._constant(run.node.inputs[1])
+    rec = run.sim._constant(run.node.inputs[2])
+    if x.exponent is None or not isinstance(x.exponent, int):
+        raise _fail(run.node, "needs a quantized input with one exponent")
+    y_spec, h_spec = run.out(0), run.out(1)
+    if y_spec.exponent is None or h_spec.exponent is None:
+        raise _fail(run.node, "its outputs Y and Y_h must be quantized")
+    return {
+        "hidden": int(run.attr("hidden_size")),
+        "x_exp": int(x.exponent),
+        "w_exp": int(weight.exponents[0]),
+        "r_exp": int(rec.exponents[0]),
+        "y_exp": int(y_spec.exponent),
+        "h_exp": int(h_spec.exponent),
+        "gate_exp": int(run.attr("gate_exponent", -8)),
+        "rounding": run.rounding,
+    }
+
+
+def _optional_data(run: _NodeRun, index: int) -> np.ndarray | None:
+    return run.input(index).data if run.has_input(index) else None
+
+
+def _gru(run: _NodeRun) -> list[_Value]:
+    """ESP-DL's quantized GRU (see recurrent.py): Y and Y_h in the input's dtype."""
+    args = _recurrent_args(run)
+    weight = run.sim._constant(run.node.inputs[1]).data
+    rec = run.sim._constant(run.node.inputs[2]).data
+    bias = _optional_data(run, 3)
+    x = run.input(0).data
+    y, y_h = recurrent.gru(x, weight, rec, bias, _optional_data(run, 5), **args)
+    return [_Value(y, args["y_exp"]), _Value(y_h, args["h_exp"])]
+
+
+def _lstm(run: _NodeRun) -> list[_Value]:
+    """ESP-DL's quantized LSTM (see recurrent.py): Y, Y_h in the input's dtype, Y_c int16."""
+    args = _recurrent_args(run)
+    c_spec = run.out(2)
+    if c_spec.exponent is None:
+        raise _fail(run.node, "its output Y_c must be quantized")
+    weight = run.sim._constant(run.node.inputs[1]).data
+    rec = run.sim._constant(run.node.inputs[2]).data
+    bias = _optional_data(run, 3)
+    x = run.input(0).data
+    y, y_h, y_c = recurrent.lstm(
+        x, weight, rec, bias, _optional_data(run, 5), _optional_data(run, 6), c_exp=int(c_spec.exponent), **args
+    )
+    return [_Value(y, args["y_exp"]), _Value(y_h, args["h_exp"]), _Value(y_c, int(c_spec.exponent))]
 
 
 _Kernel = Callable[[_NodeRun], list[_Value]]
@@ -527,6 +606,8 @@ def _insert_zeros(run: _NodeRun) -> list[_Value]:
 
 _KERNELS: dict[str, _Kernel] = {
     "InsertZeros": _insert_zeros,
+    "GRU": _gru,
+    "LSTM": _lstm,
     "Pad": _pad,
     "Conv": _conv,
     "Gemm": _gemm,
@@ -553,6 +634,9 @@ _KERNELS: dict[str, _Kernel] = {
 
 
 def _node_macs(node: Node, args: list[_Value | None], results: list[_Value]) -> int:
+    if node.op_type in ("GRU", "LSTM") and results and len(args) > 2 and args[1] is not None and args[2] is not None:
+        steps = results[0].data.shape[0]
+        return steps * (int(args[1].data.size) + int(args[2].data.size))
     if node.op_type not in ("Conv", "Gemm", "MatMul") or not results or len(args) < 2:
         return 0
     out, weight = results[0].data, args[1]
@@ -629,9 +713,46 @@ def _validate_lut_node(node: Node, model: EspdlModel) -> None:
         raise _unsupported(node, f"a {table.data.size}-entry table is not a power-of-two step INT16 LUT")
 
 
+def _validate_recurrent(node: Node, model: EspdlModel) -> None:
+    attrs = node.attributes
+    gates = 3 if node.op_type == "GRU" else 4
+    hidden = attrs.get("hidden_size")
+    if not isinstance(hidden, int) or hidden < 1:
+        raise _unsupported(node, f"hidden_size={hidden!r} must be a positive integer")
+    direction = attrs.get("direction", "forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if direction != "forward":
+        raise _unsupported(node, f"direction={direction!r}: only forward recurrences are supported")
+    if int(attrs.get("layout", 0)) != 0:
+        raise _unsupported(node, "layout=1 (batch first) is not supported; ESP-DL runs layout 0")
+    if node.op_type == "GRU" and int(attrs.get("linear_before_reset", 0)) != 1:
+        raise _unsupported(node, "linear_before_reset must be 1 (ESP-DL implements PyTorch's GRU)")
+    if node.op_type == "LSTM" and (len(node.inputs) > 7 and node.inputs[7] or int(attrs.get("input_forget", 0))):
+        raise _unsupported(node, "peepholes and input_forget are not supported by ESP-DL")
+    if any(k in attrs for k in ("activations", "activation_alpha", "activation_beta", "clip")):
+        raise _unsupported(node, "custom activations and clipping are not supported by ESP-DL")
+    if len(node.inputs) > 4 and node.inputs[4]:
+        raise _unsupported(node, "sequence_lens is not supported by ESP-DL")
+    for index, rows, what in ((1, None, "W"), (2, hidden, "R")):
+        if len(node.inputs) <= index or node.inputs[index] not in model.initializers:
+            raise _unsupported(node, f"{what} must be a constant")
+        tensor = model.initializers[node.inputs[index]]
+        if len(tensor.exponents) != 1:
+            raise _unsupported(node, f"{what} must have one exponent (per-tensor quantization)")
+        dims = tensor.data.shape
+        if len(dims) != 3 or dims[0] != 1 or dims[1] != gates * hidden or (rows is not None and dims[2] != rows):
+            raise _unsupported(node, f"{what} has dims {list(dims)}, expected [1, {gates * hidden}, ...]")
+    if len(node.inputs) > 3 and node.inputs[3]:
+        bias = model.initializers.get(node.inputs[3])
+        if bias is None or bias.data.dtype != np.int16 or bias.data.size != 2 * gates * hidden:
+            raise _unsupported(node, f"B must be a constant int16 tensor of {2 * gates * hidden} values")
+
+
 def _validate_node(node: Node, model: EspdlModel) -> None:
     if node.op_type not in _KERNELS:
         raise _unsupported(node, "the simulator has no implementation of this operator")
+    if node.op_type in ("GRU", "LSTM"):
+        _validate_recurrent(node, model)
     if node.op_type in ("Conv", "Gemm", "MatMul"):
         _validate_dense(node, model)
     elif node.op_type in ("AveragePool", "MaxPool"):
@@ -677,6 +798,12 @@ class Simulator:
         self._check_graph()
         self._states: dict[str, np.ndarray] = {}
         self._last_macs: int | None = None
+        # Frames on axis 1 of the first input: as declared, and in the current run (any_frames).
+        streams = [i for i in model.inputs if not i.name.startswith("state_in_")]
+        self._stream_input = streams[0] if streams else None
+        first = self._stream_input.shape if self._stream_input is not None else ()
+        self.declared_frames: int | None = int(first[1]) if len(first) >= 2 else None
+        self.run_frames: int | None = None
         self.cache_bytes = sum(self._cache_bytes(n) for n in model.nodes if n.op_type == "StreamingCache")
 
     # ----- setup
@@ -780,6 +907,8 @@ class Simulator:
             want = info.shape
             if want and self.any_frames and data.ndim == len(want) and data.ndim >= 2:
                 want = (want[0], data.shape[1], *want[2:])
+                if info is self._stream_input:
+                    self.run_frames = int(data.shape[1])
             if want and tuple(data.shape) != want:
                 raise EspdlFormatError(f"input {info.name!r} has shape {data.shape}, the model expects {info.shape}")
             if info.dtype in _INT_RANGES:

@@ -167,16 +167,65 @@ class UpsampleOverlap(nn.Module):
 
 
 class Recurrent(nn.Module):
-    """A GRU over the frames (batch_first on [1, T, C])."""
+    """A per-frame Conv1d projection, a GRU over the frames (batch_first on [1, T, C]), a Linear head.
+    The GRU's state is carried across chunks by the glue."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.proj = nn.Conv1d(8, 8, 1)
         self.gru = nn.GRU(8, 6, batch_first=True)
         self.fc = nn.Linear(6, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self.gru(x.transpose(1, 2))
+        y, _ = self.gru(torch.relu(self.proj(x)).transpose(1, 2))
         return self.fc(y)
+
+
+class GruFirst(nn.Module):
+    """A GRU straight on the input: esp-ppq keeps the input in NCW, time is not on the frame axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(x.transpose(1, 2))[0]
+
+
+class StackedGruHead(nn.Module):
+    """A dilated causal conv, two stacked GRU layers, and a head on the last hidden state h_n."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(8, 8, 2, dilation=2)
+        self.gru1 = nn.GRU(8, 6, batch_first=True)
+        self.gru2 = nn.GRU(6, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, _ = self.gru1(torch.relu(self.conv(causal(x, 2))).transpose(1, 2))
+        y, h = self.gru2(y)
+        return y, self.fc(h.squeeze(0))
+
+
+class PlainRnn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv1d(8, 8, 1)
+        self.rnn = nn.RNN(8, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(self.proj(x).transpose(1, 2))[0]
+
+
+class BidirectionalGru(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv1d(8, 8, 1)
+        self.gru = nn.GRU(8, 4, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(self.proj(x).transpose(1, 2))[0]
 
 
 class RecurrentLSTM(nn.Module):
@@ -208,6 +257,10 @@ FACTORIES: dict[str, type[nn.Module]] = {
     "upsample_padded": UpsamplePadded,
     "recurrent_gru": Recurrent,
     "recurrent_lstm": RecurrentLSTM,
+    "gru_first": GruFirst,
+    "stacked_gru_head": StackedGruHead,
+    "bidirectional_gru": BidirectionalGru,
+    "plain_rnn": PlainRnn,
     "upsample_overlap": UpsampleOverlap,
     "dw_separable_bn": DwSeparableBN,
     "concat_branches": ConcatBranches,
@@ -235,8 +288,12 @@ ENTRIES = [
     Entry("softmax_over_time", "1,8,16", 4, "time axis"),
     Entry("global_pool", "1,8,16", 4, "every frame"),
     Entry("upsample", "1,8,16", 4, None),
-    Entry("recurrent_gru", "1,8,16", 4, "recurrent"),
-    Entry("recurrent_lstm", "1,8,16", 4, "recurrent"),
+    Entry("recurrent_gru", "1,8,16", 4, None),
+    Entry("recurrent_lstm", "1,8,16", 4, None),
+    Entry("stacked_gru_head", "1,8,16", 4, None),
+    Entry("gru_first", "1,8,16", 4, "keeps time on axis 2"),
+    Entry("bidirectional_gru", "1,8,16", 4, "bidirectional over time"),
+    Entry("plain_rnn", "1,8,16", 4, "ESP-DL does not implement"),
     Entry("upsample_overlap", "1,8,16", 4, None),
     Entry("upsample_padded", "1,8,16", 4, None),
 ]

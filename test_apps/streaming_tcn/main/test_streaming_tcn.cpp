@@ -1,9 +1,11 @@
-// Unity tests of the generated class espdl_streaming::models::tcn on a chip (ESP-DL backend).
+// Unity tests of the generated classes on a chip (ESP-DL backend) and on ESP-IDF's linux target
+// (the component's host engine, same generated code, same .espdl bytes):
 //
 //   - self_test() replays the build-time golden chunks bit for bit;
 //   - pushing a stream in random-sized pieces gives the same outputs as one big push;
 //   - reset() restores the first chunk's output;
-//   - the PARTITION-placed copy (tcn_part) computes what the RODATA one does.
+//   - the PARTITION-placed copy (tcn_part) computes what the RODATA one does;
+//   - the GRU model (gru) carries its recurrent state across chunks and reset() clears it.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -15,10 +17,12 @@
 #include "esp_random.h"
 #include "unity.h"
 
+#include "gru.hpp"
 #include "tcn.hpp"
 #include "tcn_part.hpp"
 
 using espdl_streaming::chunk_result;
+using espdl_streaming::models::gru;
 using espdl_streaming::models::tcn;
 using espdl_streaming::models::tcn_part;
 
@@ -166,7 +170,44 @@ TEST_CASE("tcn_part: partition placement loads and matches rodata", "[espdl_stre
     part.deinit();
 }
 
+TEST_CASE("gru: recurrent state carried across chunks, cleared by reset", "[espdl_streaming]")
+{
+    static_assert(gru::state_count == 1 && gru::state_bytes == 12, "one int8 GRU hidden state of 12 values");
+    gru model;
+    TEST_ASSERT_EQUAL(ESP_OK, model.init());
+    // The golden chunks were computed at build time with the state fed back after every chunk.
+    TEST_ASSERT_EQUAL(ESP_OK, model.self_test());
+
+    std::vector<float> frames(8 * gru::chunk_frames * gru::feature_dim);
+    uint32_t x = 99;
+    for (float &v : frames) {
+        x = x * 1664525u + 1013904223u;
+        v = static_cast<float>(static_cast<int32_t>(x >> 8) - (1 << 23)) / static_cast<float>(1 << 22);
+    }
+    recorder whole;
+    TEST_ASSERT_EQUAL(ESP_OK, model.reset());
+    TEST_ASSERT_EQUAL(ESP_OK, model.push(frames.data(), 8 * gru::chunk_frames, record, &whole));
+    // The same first chunk after other history gives other outputs (the state is carried) ...
+    recorder late;
+    TEST_ASSERT_EQUAL(ESP_OK, model.push(frames.data(), gru::chunk_frames, record, &late));
+    const size_t per_chunk = gru::output_elements;
+    TEST_ASSERT_TRUE(std::memcmp(whole.values.data(), late.values.data(), per_chunk * sizeof(float)) != 0);
+    // ... and after reset() exactly the first chunk's outputs again.
+    recorder again;
+    TEST_ASSERT_EQUAL(ESP_OK, model.reset());
+    TEST_ASSERT_EQUAL(ESP_OK, model.push(frames.data(), gru::chunk_frames, record, &again));
+    TEST_ASSERT_EQUAL_MEMORY(whole.values.data(), again.values.data(), per_chunk * sizeof(float));
+    model.deinit();
+}
+
 extern "C" void app_main(void)
 {
+#if CONFIG_IDF_TARGET_LINUX
+    // A host executable: run every case once and exit with the number of failures.
+    UNITY_BEGIN();
+    unity_run_all_tests();
+    std::exit(UNITY_END());
+#else
     unity_run_menu();
+#endif
 }

@@ -1,0 +1,286 @@
+"""The C++ host engine (``host/`` and ``src/host/`` of the component), from Python.
+
+ESP-DL runs only on chips.  The host engine is our own C++ implementation of the
+simulator's integer semantics (:mod:`espdl_streaming.espdl.simulate`): it opens the same
+``.espdl`` bytes and computes the same integers, so the generated glue can run on a host
+(ESP-IDF's ``linux`` target, plain CMake builds) and the two implementations can check
+each other.
+
+* :func:`build_host_engine` configures and builds ``host/`` with CMake and Ninja (once per
+  change of the engine's sources) and returns the ``espdl_run`` executable.
+* :func:`model_info` and :func:`run_int_chunks` speak ``espdl_run``'s protocol: raw
+  integer chunks in, raw integer outputs out (see ``host/espdl_run.cpp``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EspdlStreamingError
+
+__all__ = [
+    "HostEngineError",
+    "HostEngineUnavailableError",
+    "build_host_engine",
+    "model_info",
+    "run_int_chunks",
+]
+
+# python/espdl_streaming/host_engine.py -> the component's root.
+_ROOT = Path(__file__).resolve().parents[2]
+_STAMP = "espdl_streaming_host_engine.stamp"
+_TIMEOUT = 600
+_INT_DTYPES = ("int8", "int16")
+
+
+class HostEngineError(EspdlStreamingError):
+    """The host engine rejected a model or its input, or could not be built."""
+
+
+class HostEngineUnavailableError(HostEngineError):
+    """A tool needed to build the host engine (CMake, Ninja, a C++ compiler) or its sources are missing."""
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _engine_sources() -> list[Path]:
+    """Every file the engine build reads: its hash decides whether to rebuild."""
+    files = [_ROOT / "cmake" / "espdl_streaming.cmake"]
+    for folder, patterns in (
+        (_ROOT / "host", ("*.cpp", "*.hpp", "CMakeLists.txt")),
+        (_ROOT / "src", ("*.cpp", "*.hpp")),
+        (_ROOT / "include", ("*.hpp",)),
+        (_ROOT / "tests" / "host", ("alloc_counter.*",)),
+    ):
+        for pattern in patterns:
+            files.extend(folder.rglob(pattern))
+    return sorted(set(files))
+
+
+def _sources_hash(sanitize: bool) -> str:
+    digest = hashlib.sha256(f"sanitize={sanitize}\n".encode())
+    for path in _engine_sources():
+        digest.update(str(path.relative_to(_ROOT)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _find_tool(name: str) -> str | None:
+    """On PATH, or next to this interpreter (pip installs cmake and ninja into the venv)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else None
+
+
+def _tools() -> tuple[str, str]:
+    cmake = _find_tool("cmake")
+    if cmake is None:
+        raise HostEngineUnavailableError(
+            "cmake not found: the host engine is built with CMake >= 3.20 "
+            f"(install it with `{sys.executable} -m pip install cmake` or your package manager)"
+        )
+    ninja = _find_tool("ninja")
+    if ninja is None:
+        raise HostEngineUnavailableError(
+            "ninja not found: the host engine is built with Ninja "
+            f"(install it with `{sys.executable} -m pip install ninja`)"
+        )
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c):
+        raise HostEngineUnavailableError(
+            "no C++ compiler found (c++, g++ or clang++, or $CXX): install one, e.g. `apt-get install g++`"
+        )
+    return cmake, ninja
+
+
+@contextlib.contextmanager
+def _locked(build_dir: Path) -> Iterator[None]:
+    """One build at a time per build directory (test sessions may run side by side)."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no locking
+        yield
+        return
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_build_step(cmd: list[str], what: str) -> None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT)
+    except OSError as exc:
+        raise HostEngineUnavailableError(f"cannot run {cmd[0]}: {exc.strerror}") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        if "No CMAKE_CXX_COMPILER could be found" in tail or "is not a full path to an existing compiler" in tail:
+            raise HostEngineUnavailableError(
+                f"{what} failed: CMake found no working C++ compiler: install one, e.g. `apt-get install g++`\n{tail}"
+            )
+        raise HostEngineError(f"{what} failed:\n{tail}")
+
+
+def build_host_engine(build_dir: Path | None = None, *, sanitize: bool = False) -> Path:
+    """Build ``host/`` (the engine, the runtime and the tools) and return ``espdl_run``.
+
+    The build is skipped when the engine's sources are unchanged since the last build in
+    ``build_dir`` (default: ``build/host-engine`` or ``build/host-engine-sanitize`` in the
+    component).  ``sanitize`` builds with AddressSanitizer and UBSan.  ``espdl_fuzz`` and
+    ``engine_check`` are built next to ``espdl_run``.
+    """
+    source = _ROOT / "host"
+    if not (source / "CMakeLists.txt").is_file():
+        raise HostEngineUnavailableError(
+            f"the host engine's sources are not next to this package ({source} is missing): "
+            "use the espdl_streaming component's checkout, where python/ sits next to host/ and src/"
+        )
+    if build_dir is None:
+        build_dir = _ROOT / "build" / ("host-engine-sanitize" if sanitize else "host-engine")
+    build_dir = Path(build_dir).resolve()
+    exe = build_dir / "espdl_run"
+    want = _sources_hash(sanitize)
+    stamp = build_dir / _STAMP
+    if exe.is_file() and stamp.is_file() and stamp.read_text() == want:
+        return exe
+    cmake, ninja = _tools()
+    with _locked(build_dir):
+        if exe.is_file() and stamp.is_file() and stamp.read_text() == want:
+            return exe  # built meanwhile by another process
+        stamp.unlink(missing_ok=True)
+        _run_build_step(
+            [
+                cmake,
+                "-S",
+                str(source),
+                "-B",
+                str(build_dir),
+                "-G",
+                "Ninja",
+                f"-DCMAKE_MAKE_PROGRAM={ninja}",
+                f"-DESPDL_STREAMING_SANITIZE={'ON' if sanitize else 'OFF'}",
+            ],
+            "configuring the host engine",
+        )
+        _run_build_step([cmake, "--build", str(build_dir)], "building the host engine")
+        stamp.write_text(want)
+    return exe
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _call(exe: Path, args: list[str], espdl: Path) -> subprocess.CompletedProcess[bytes]:
+    try:
+        proc = subprocess.run([str(exe), str(espdl), *args], capture_output=True, timeout=_TIMEOUT)
+    except OSError as exc:
+        raise HostEngineUnavailableError(f"cannot run the host engine {exe}: {exc.strerror}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise HostEngineError(f"{espdl}: the host engine did not finish within {_TIMEOUT} s") from exc
+    if proc.returncode == 2:
+        message = proc.stderr.decode(errors="replace").strip().splitlines()
+        text = message[-1] if message else "failed without a message"
+        raise HostEngineError(text.removeprefix("error: "))
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.decode(errors="replace").strip().splitlines()[-30:])
+        raise HostEngineError(f"{espdl}: the host engine crashed (exit status {proc.returncode}):\n{tail}")
+    return proc
+
+
+def model_info(exe: Path, espdl: Path) -> dict[str, Any]:
+    """Inputs and outputs (name, dtype, exponent, shape; in name order) and recurrent state pairs.
+
+    ``{"inputs": [...], "outputs": [...], "states": [{"input": "state_in_0", "output":
+    "state_out_0"}], "work": ..., "bytes": ...}`` (``work``: operations per run; ``bytes``:
+    memory the engine allocated)."""
+    info: dict[str, Any] = json.loads(_call(Path(exe), ["--info"], Path(espdl)).stdout)
+    return info
+
+
+def _checked_chunk(chunk: dict[str, np.ndarray], inputs: list[dict[str, Any]], states: set[str], k: int) -> bytes:
+    names = {i["name"] for i in inputs}
+    for name in chunk:
+        if name in states:
+            raise HostEngineError(
+                f"chunk {k}: input '{name}' is a recurrent state, fed from the previous chunk's output"
+            )
+        if name not in names:
+            raise HostEngineError(f"chunk {k}: the model has no input '{name}' (inputs: {', '.join(sorted(names))})")
+    parts = []
+    for info in inputs:
+        if info["name"] not in chunk:
+            raise HostEngineError(f"chunk {k}: input '{info['name']}' is missing")
+        data = np.asarray(chunk[info["name"]])
+        if tuple(data.shape) != tuple(info["shape"]):
+            raise HostEngineError(
+                f"chunk {k}: input '{info['name']}' has shape {list(data.shape)}, the model expects {info['shape']}"
+            )
+        limits = np.iinfo(info["dtype"])
+        if data.size and (
+            not np.issubdtype(data.dtype, np.integer) or data.min() < limits.min or data.max() > limits.max
+        ):
+            raise HostEngineError(f"chunk {k}: input '{info['name']}' must hold {info['dtype']} integers")
+        parts.append(np.ascontiguousarray(data, dtype=np.dtype(info["dtype"]).newbyteorder("<")).tobytes())
+    return b"".join(parts)
+
+
+def run_int_chunks(
+    exe: Path, espdl: Path, rounding: str, chunks: list[dict[str, np.ndarray]]
+) -> list[dict[str, np.ndarray]]:
+    """Run the model on consecutive chunks of integer inputs; every output of every chunk.
+
+    Each chunk maps every input name (except recurrent ``state_in_K`` inputs, which the
+    engine feeds from the previous chunk's ``state_out_K``, zeros first) to an integer
+    array of the input's shape.  The model's caches start empty, as after ``reset()``.
+    Returns, per chunk, every output (including ``state_out_K``) by name."""
+    if rounding not in ("half_even", "half_up"):
+        raise HostEngineError(f"rounding must be 'half_even' or 'half_up', not {rounding!r}")
+    info = model_info(exe, espdl)
+    states = {s["input"] for s in info["states"]}
+    inputs = [i for i in info["inputs"] if i["name"] not in states]
+    for tensor in (*info["inputs"], *info["outputs"]):
+        if tensor["dtype"] not in _INT_DTYPES:
+            raise HostEngineError(f"{espdl}: tensor '{tensor['name']}' is {tensor['dtype']}, not int8 or int16")
+    payload = b"".join(_checked_chunk(chunk, inputs, states, k) for k, chunk in enumerate(chunks))
+    with tempfile.TemporaryDirectory(prefix="espdl_run_") as tmp:
+        in_path, out_path = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
+        in_path.write_bytes(payload)
+        _call(
+            Path(exe),
+            ["--rounding", rounding, "--in", str(in_path), "--out", str(out_path), "--chunks", str(len(chunks))],
+            Path(espdl),
+        )
+        raw = out_path.read_bytes()
+    results: list[dict[str, np.ndarray]] = []
+    offset = 0
+    for _ in chunks:
+        outputs = {}
+        for out in info["outputs"]:
+            dtype = np.dtype(out["dtype"]).newbyteorder("<")
+            count = int(np.prod(out["shape"], dtype=np.int64))
+            if offset + count * dtype.itemsize > len(raw):
+                raise HostEngineError(f"{espdl}: the host engine wrote only {len(raw)} bytes of outputs")
+            data = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+            outputs[out["name"]] = data.astype(np.dtype(out["dtype"])).reshape(out["shape"])
+            offset += count * dtype.itemsize
+        results.append(outputs)
+    if offset != len(raw):
+        raise HostEngineError(f"{espdl}: the host engine wrote {len(raw)} bytes of outputs, expected {offset}")
+    return results

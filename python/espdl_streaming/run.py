@@ -1,0 +1,376 @@
+"""Run a built streaming model on recorded frames, as the firmware's generated glue does.
+
+Float frames -> chunks of ``chunk_frames`` quantized at the model input's exponent with the
+chip's rounding (NaN -> 0, saturation: ``src/quantize.cpp``) -> one integer run per chunk
+-> every output dequantized to float32 -> the chunks of each output put together.  Only the
+integer step depends on the engine: the numpy simulator (``python``) or the C++ runtime
+built for the host (``host``, :mod:`espdl_streaming.host_engine`).
+
+Recurrent state: inputs ``state_in_K`` and outputs ``state_out_K`` are not user tensors.
+Before the first chunk ``state_in_K`` holds zeros; after every chunk it gets the raw
+integers of ``state_out_K``.  The frames feed the one other input; the outputs written are
+the other outputs.
+
+Nothing here prints or writes files: the CLI does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .declaration import CHIP_TO_PPQ_TARGET
+from .errors import EspdlFormatError, EspdlStreamingError
+from .espdl import EspdlModel, Rounding, Simulator, ValueInfo, dequantize, load_espdl, quantize, rounding_for_target
+from .streaming_table import STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX
+
+STATE_IN = re.compile(re.escape(STATE_INPUT_PREFIX) + "(.+)")
+STATE_OUT = re.compile(re.escape(STATE_OUTPUT_PREFIX) + "(.+)")
+
+IntChunk = dict[str, np.ndarray]
+IntEngine = Callable[[list[IntChunk]], list[IntChunk]]
+
+
+class RunError(EspdlStreamingError):
+    """A problem with the arguments or files of ``run`` (frames, target, output path)."""
+
+
+# --------------------------------------------------------------------------- what the model streams
+
+
+@dataclass
+class StateLoop:
+    """The recurrent state pairs ``state_in_K`` <- ``state_out_K`` of a model."""
+
+    pairs: list[tuple[ValueInfo, str]] = field(default_factory=list)  # (state_in_K, name of state_out_K)
+
+    def initial(self) -> IntChunk:
+        """The state inputs of the first chunk: zeros."""
+        return {info.name: np.zeros(info.shape, dtype=info.dtype) for info, _ in self.pairs}
+
+    def next(self, outputs: dict[str, np.ndarray]) -> IntChunk:
+        """The state inputs of the next chunk: the raw integers of this chunk's ``state_out_K``."""
+        state: IntChunk = {}
+        for info, out_name in self.pairs:
+            raw = np.asarray(outputs[out_name])
+            want = int(np.prod(info.shape, dtype=np.int64))
+            if raw.size != want or str(raw.dtype) != info.dtype:
+                raise EspdlFormatError(
+                    f"state output '{out_name}' is {raw.dtype} {list(raw.shape)}, but state input '{info.name}' "
+                    f"takes {info.dtype} {list(info.shape)}: the model cannot loop its state back"
+                )
+            state[info.name] = raw.reshape(info.shape).copy()
+        return state
+
+
+@dataclass
+class StreamSpec:
+    """The user-facing tensors of a streaming model."""
+
+    source: str  # the model file, for messages
+    input: ValueInfo  # the streamed input, [1, chunk_frames, *frame_shape]
+    outputs: list[ValueInfo]  # user outputs (no state), sorted by name
+    state: StateLoop
+
+    @property
+    def chunk_frames(self) -> int:
+        return int(self.input.shape[1])
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.input.shape[2:])
+
+
+def stream_spec(model: EspdlModel, source: str) -> StreamSpec:
+    """Split the model's inputs and outputs into the stream, the user outputs and the state pairs."""
+    state_in = {m.group(1): v for v in model.inputs if (m := STATE_IN.fullmatch(v.name))}
+    state_out = {m.group(1): v for v in model.outputs if (m := STATE_OUT.fullmatch(v.name))}
+    for key in sorted(set(state_in) ^ set(state_out)):
+        have, missing = ("in", "out") if key in state_in else ("out", "in")
+        raise EspdlFormatError(
+            f"{source}: the model has 'state_{have}_{key}' but no 'state_{missing}_{key}': recurrent state comes in "
+            "pairs (state_out_K is copied into state_in_K after every chunk)"
+        )
+    streams = [v for v in model.inputs if not STATE_IN.fullmatch(v.name)]
+    if len(streams) != 1:
+        raise EspdlFormatError(
+            f"{source}: the model has {len(streams)} inputs besides state_in_K "
+            f"({', '.join(v.name for v in streams) or 'none'}); run streams exactly one"
+        )
+    stream = streams[0]
+    if len(stream.shape) < 2 or stream.shape[0] != 1 or stream.shape[1] < 1:
+        raise EspdlFormatError(
+            f"{source}: input '{stream.name}' has shape {list(stream.shape)}; a streaming input is "
+            "[1, chunk_frames, ...] (time on axis 1)"
+        )
+    outputs = sorted((v for v in model.outputs if not STATE_OUT.fullmatch(v.name)), key=lambda v: v.name)
+    if not outputs:
+        raise EspdlFormatError(f"{source}: the model has no outputs besides state_out_K")
+    for v in (stream, *outputs):
+        if v.exponent is None or v.dtype not in ("int8", "int16"):
+            raise EspdlFormatError(
+                f"{source}: '{v.name}' is {v.dtype} without an exponent: not a quantized ESP-DL model"
+            )
+    pairs = [(state_in[k], state_out[k].name) for k in sorted(state_in)]
+    return StreamSpec(source, stream, outputs, StateLoop(pairs))
+
+
+# --------------------------------------------------------------------------- target
+
+
+def resolve_target(model_path: Path, model_bytes: bytes, target: str | None) -> tuple[str, list[str]]:
+    """The chip whose rounding to use, and warnings.
+
+    ``--target`` wins; without it the build report next to the model (``<name>.report.json``)
+    names the chip, provided it describes this very file (same sha256)."""
+    report_path = model_path.with_name(model_path.name.removesuffix(".espdl") + ".report.json")
+    report, problem = _read_report(report_path, model_bytes)
+    if target is None:
+        if report is None:
+            raise RunError(
+                f"{model_path}: no --target given and {problem}: pass --target CHIP (the chip it was built for)"
+            )
+        built = report.get("target")
+        if not isinstance(built, str) or built.lower() not in CHIP_TO_PPQ_TARGET:
+            raise RunError(f"{report_path}: no valid 'target' in the build report ({built!r}): pass --target CHIP")
+        return built.lower(), []
+    chip = target.lower()
+    if chip not in CHIP_TO_PPQ_TARGET:
+        raise RunError(
+            f"--target '{target}' is not an ESP-IDF chip ESP-DL supports: use one of "
+            f"{', '.join(sorted(CHIP_TO_PPQ_TARGET))}"
+        )
+    built = report.get("target") if report else None
+    if isinstance(built, str) and rounding_for_target(built) != rounding_for_target(chip):
+        return chip, [
+            f"{model_path.name} was built for {built} (rounding {rounding_for_target(built)}); running it with "
+            f"{chip}'s rounding ({rounding_for_target(chip)}) as --target asks"
+        ]
+    return chip, []
+
+
+def _read_report(path: Path, model_bytes: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The build report of this model, or None and why not."""
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, f"no build report {path} to read it from"
+    except (OSError, ValueError) as exc:
+        return None, f"the build report {path} cannot be read ({exc})"
+    if not isinstance(report, dict):
+        return None, f"{path} is not a build report (not a JSON object)"
+    sha = report.get("espdl_sha256")
+    if sha is not None and sha != hashlib.sha256(model_bytes).hexdigest():
+        return None, f"the build report {path} describes another build of the model (espdl_sha256 differs)"
+    return report, ""
+
+
+# --------------------------------------------------------------------------- frames <-> integer chunks
+
+
+def load_frames(path: Path, spec: StreamSpec) -> np.ndarray:
+    """FRAMES.npy as float32: [frames, *frame_shape], frames on axis 0."""
+    expected = "[" + ", ".join(["frames", *map(str, spec.frame_shape)]) + "]"
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RunError(f"{path}: file not found") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise RunError(f"{path}: not a readable .npy file ({exc}): save the frames with numpy.save") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        data.close()
+        raise RunError(f"{path}: an .npz archive; --input takes one .npy array of shape {expected}")
+    if data.dtype.kind != "f":
+        raise RunError(
+            f"{path}: holds {data.dtype} values; expected float frames, as the firmware's push() takes "
+            f"(run quantizes them at the input's exponent {spec.input.exponent})"
+        )
+    if data.ndim != 1 + len(spec.frame_shape) or tuple(data.shape[1:]) != spec.frame_shape:
+        hint = ""
+        if data.ndim == 2 and len(spec.frame_shape) == 1 and data.shape[0] == spec.frame_shape[0]:
+            hint = " (it looks like [features, frames]: transpose it)"
+        raise RunError(
+            f"{path}: frames of shape {list(data.shape)}, expected {expected} for {Path(spec.source).name} "
+            f"(frames on axis 0, each frame the input '{spec.input.name}' {list(spec.input.shape)} without "
+            f"batch and time){hint}"
+        )
+    if data.shape[0] < spec.chunk_frames:
+        raise RunError(
+            f"{path}: {data.shape[0]} frame(s) do not fill one chunk of {spec.chunk_frames} frames: nothing to run"
+        )
+    # The firmware gets float32 frames; quantizing their float32 values gives the device's integers.
+    return np.asarray(data, dtype=np.float32)
+
+
+def quantize_chunks(frames: np.ndarray, spec: StreamSpec, rounding: Rounding) -> tuple[list[IntChunk], int]:
+    """Integer input chunks (the stream input only) and the number of trailing frames dropped."""
+    chunk = spec.chunk_frames
+    count = frames.shape[0] // chunk
+    dropped = frames.shape[0] - count * chunk
+    assert spec.input.exponent is not None
+    q = quantize(frames[: count * chunk], spec.input.exponent, spec.input.dtype, rounding)
+    q = q.reshape(count, 1, chunk, *spec.frame_shape)
+    return [{spec.input.name: q[k]} for k in range(count)], dropped
+
+
+def has_time_axis(recorded: Sequence[int], chunk_shape: Sequence[int]) -> bool:
+    """Whether an output's axis 1 is time.  esp-ppq records the offline shape of a streaming
+    model's outputs, so a per-frame output differs from it on axis 1; rank >= 3 outputs are
+    [1, frames, ...] in the exported layout."""
+    if len(chunk_shape) >= 3:
+        return True
+    return len(recorded) == len(chunk_shape) == 2 and recorded[0] == chunk_shape[0] and recorded[1] != chunk_shape[1]
+
+
+def assemble_outputs(spec: StreamSpec, results: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Dequantize every chunk's user outputs to float32 and put them together: concatenated along
+    axis 1 for outputs with a time axis, stacked on a new axis 1 ([1, chunks, ...]) otherwise."""
+    assembled: dict[str, np.ndarray] = {}
+    for info in spec.outputs:
+        chunks = []
+        for k, result in enumerate(results):
+            if info.name not in result:
+                raise RuntimeError(f"the engine returned no output '{info.name}' for chunk {k}")
+            assert info.exponent is not None
+            chunks.append(dequantize(np.asarray(result[info.name]), info.exponent).astype(np.float32))
+        shape = chunks[0].shape
+        if any(c.shape != shape for c in chunks):
+            raise RuntimeError(
+                f"output '{info.name}' changes shape between chunks: {sorted({c.shape for c in chunks})}"
+            )
+        if has_time_axis(info.shape, shape):
+            assembled[info.name] = np.concatenate(chunks, axis=1)
+        else:
+            assembled[info.name] = np.stack(chunks, axis=1 if len(shape) >= 1 and shape[:1] == (1,) else 0)
+    return assembled
+
+
+# --------------------------------------------------------------------------- engines (the integer step)
+
+
+def python_engine(model: EspdlModel, rounding: Rounding, state: StateLoop) -> IntEngine:
+    """The numpy simulator, fresh caches and zero state, state looped back after every chunk."""
+
+    def run(chunks: list[IntChunk]) -> list[IntChunk]:
+        sim = Simulator(model, rounding)
+        loop = state.initial()
+        results = []
+        for chunk in chunks:
+            out = sim.run({**chunk, **loop})
+            loop = state.next(out)
+            results.append(out)
+        return results
+
+    return run
+
+
+def host_engine(model_path: Path, rounding: Rounding) -> IntEngine:
+    """The C++ runtime built for the host; it loops the state back itself."""
+
+    def run(chunks: list[IntChunk]) -> list[IntChunk]:
+        from . import host_engine  # builds C++: only when asked for
+
+        exe = host_engine.build_host_engine()
+        return host_engine.run_int_chunks(exe, model_path, rounding, chunks)
+
+    return run
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, np.ndarray]  # user output name -> float32, chunks put together
+    frames: int
+    chunks: int
+    chunk_frames: int
+    dropped: int
+
+
+def run_frames(spec: StreamSpec, frames: np.ndarray, rounding: Rounding, engine: IntEngine) -> RunResult:
+    """Stream float `frames` ([frames, *frame_shape]) through the model, chunk by chunk."""
+    chunks, dropped = quantize_chunks(frames, spec, rounding)
+    if not chunks:
+        raise RunError(
+            f"{frames.shape[0]} frame(s) do not fill one chunk of {spec.chunk_frames} frames: nothing to run"
+        )
+    results = engine(chunks)
+    if len(results) != len(chunks):
+        raise RuntimeError(f"the engine returned {len(results)} results for {len(chunks)} chunks")
+    return RunResult(assemble_outputs(spec, results), int(frames.shape[0]), len(chunks), spec.chunk_frames, dropped)
+
+
+def check_out_path(out: Path, spec: StreamSpec) -> None:
+    """.npy for one output, .npz (one array per output name) for any number."""
+    names = ", ".join(v.name for v in spec.outputs)
+    if out.suffix == ".npz":
+        return
+    if out.suffix != ".npy":
+        raise RunError(f"--out {out}: name a .npy file (one output) or an .npz file (one array per output name)")
+    if len(spec.outputs) > 1:
+        raise RunError(
+            f"--out {out}: {Path(spec.source).name} has {len(spec.outputs)} outputs ({names}): "
+            f"use --out {out.with_suffix('.npz')} (one array per output name)"
+        )
+
+
+def encode_outputs(outputs: dict[str, np.ndarray], out: Path) -> bytes:
+    """The bytes of OUT: a .npy of the one output, or an .npz keyed by output name; the same
+    arrays always give the same bytes (no timestamps in the archive)."""
+    if out.suffix == ".npy":
+        (array,) = outputs.values()
+        return _npy_bytes(array)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(outputs):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, _npy_bytes(outputs[name]))
+    return buf.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+@dataclass
+class RunPlan:
+    """Everything checked before any chunk runs."""
+
+    model_path: Path
+    spec: StreamSpec
+    frames: np.ndarray
+    chip: str
+    rounding: Rounding
+    engine: IntEngine
+    warnings: list[str]
+
+
+def plan_run(model_path: Path, frames_path: Path, out: Path, *, target: str | None, engine: str) -> RunPlan:
+    """Read and check the model, the frames, the target and the output path."""
+    if engine not in ("python", "host"):
+        raise ValueError(f"unknown engine {engine!r}")  # the CLI offers only these
+    model = load_espdl(model_path)
+    try:
+        model_bytes = model_path.read_bytes()
+    except OSError as exc:  # pragma: no cover - load_espdl just read it
+        raise EspdlFormatError(f"{model_path}: cannot read: {exc.strerror}") from exc
+    spec = stream_spec(model, str(model_path))
+    check_out_path(out, spec)
+    chip, warnings = resolve_target(model_path, model_bytes, target)
+    rounding = rounding_for_target(chip)
+    frames = load_frames(frames_path, spec)
+    int_engine = python_engine(model, rounding, spec.state) if engine == "python" else host_engine(model_path, rounding)
+    return RunPlan(model_path, spec, frames, chip, rounding, int_engine, warnings)

@@ -1,0 +1,49 @@
+"""The differential check of the C++ host engine against the Python simulator.
+
+Shared by test_host_engine.py and test_zoo.py (every zoo model that verifies also runs on
+the engine); the engine itself comes from the session fixture ``host_engine`` in conftest.py.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from espdl_streaming.espdl import Simulator, load_espdl
+from espdl_streaming.host_engine import model_info, run_int_chunks
+
+
+def random_ints(rng: np.random.Generator, tensor: dict[str, Any]) -> np.ndarray:
+    """Integers of a model input: mostly within a quarter of the range, some saturating."""
+    limits = np.iinfo(tensor["dtype"])
+    values = rng.normal(0.0, (limits.max + 1) / 4, size=tensor["shape"])
+    return np.clip(np.rint(values), limits.min, limits.max).astype(tensor["dtype"])
+
+
+def assert_engine_matches_simulator(
+    exe: Path, espdl: Path, rounding: str, chunks: int, inputs: list[dict[str, np.ndarray]] | None = None
+) -> None:
+    """Feed the same integer chunks (random unless given) to the C++ engine and to the simulator,
+    both starting from fresh caches, with recurrent states looped back; every output of every
+    chunk must be equal."""
+    info = model_info(exe, espdl)
+    states = {s["input"]: s["output"] for s in info["states"]}
+    if inputs is None:
+        rng = np.random.default_rng(zlib.crc32(str(espdl).encode()))
+        inputs = [
+            {t["name"]: random_ints(rng, t) for t in info["inputs"] if t["name"] not in states} for _ in range(chunks)
+        ]
+    got = run_int_chunks(exe, espdl, rounding, inputs)
+    assert len(got) == len(inputs)
+    sim = Simulator(load_espdl(espdl), rounding)
+    shapes = {t["name"]: t for t in info["inputs"]}
+    state = {name: np.zeros(shapes[name]["shape"], dtype=shapes[name]["dtype"]) for name in states}
+    for k, (chunk, outputs) in enumerate(zip(inputs, got, strict=True)):
+        expected = sim.run({**chunk, **state})
+        assert set(outputs) == set(expected), espdl
+        for name, want in expected.items():
+            np.testing.assert_array_equal(outputs[name], want, err_msg=f"{espdl}: chunk {k}, output {name!r}")
+        state = {name: expected[out] for name, out in states.items()}
