@@ -22,7 +22,7 @@ from common import PYTHON, REPO, WORK, Stats, code, command_text, fmt_ratio, fre
 
 sys.path.insert(0, str(REPO / "python"))
 
-from espdl_streaming.espdl import Simulator, load_espdl  # noqa: E402
+from espdl_streaming.espdl import LoopedSimulator, is_state_input, load_espdl  # noqa: E402
 from espdl_streaming.host_engine import build_host_engine, run_int_chunks  # noqa: E402
 
 CHUNKS = 400
@@ -41,38 +41,30 @@ class EngineFigures:
     build_cmd: str
 
 
-def _chunks(model_path: Path, count: int) -> tuple[list[dict[str, np.ndarray]], list[tuple[str, str]]]:
+def _chunks(model_path: Path, count: int) -> list[dict[str, np.ndarray]]:
     model = load_espdl(model_path)
-    pairs = [(i.name, "state_out_" + i.name[len("state_in_") :]) for i in model.inputs if i.name.startswith("state_in_")]
     rng = np.random.default_rng(5)
     chunks = []
     for _ in range(count):
         chunk = {}
         for info in model.inputs:
-            if info.name.startswith("state_in_"):
+            if is_state_input(info.name):
                 continue
             lo, hi = (-128, 127) if info.dtype == "int8" else (-32768, 32767)
             chunk[info.name] = rng.integers(lo // 4, hi // 4, size=info.shape).astype(info.dtype)
         chunks.append(chunk)
-    return chunks, pairs
+    return chunks
 
 
-def _simulate(model_path: Path, rounding: str, chunks: list[dict[str, np.ndarray]], pairs) -> list[dict]:  # type: ignore[no-untyped-def]
-    model = load_espdl(model_path)
-    sim = Simulator(model, rounding)  # type: ignore[arg-type]
-    state = {i.name: np.zeros(i.shape, dtype=i.dtype) for i in model.inputs if i.name.startswith("state_in_")}
-    outs = []
-    for chunk in chunks:
-        out = sim.run({**chunk, **state})
-        state = {i: out[o].copy() for i, o in pairs}
-        outs.append(out)
-    return outs
+def _simulate(model_path: Path, rounding: str, chunks: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    sim = LoopedSimulator(load_espdl(model_path), rounding)  # type: ignore[arg-type]
+    return [sim.run(chunk) for chunk in chunks]
 
 
 def measure(name: str, espdl: Path, rounding: str, exe: Path, build_cmd: str) -> EngineFigures:
-    chunks, pairs = _chunks(espdl, CHUNKS)
+    chunks = _chunks(espdl, CHUNKS)
     # Same integers from both engines, every chunk (the Python side on the first SIM_CHUNKS).
-    want = _simulate(espdl, rounding, chunks[:SIM_CHUNKS], pairs)
+    want = _simulate(espdl, rounding, chunks[:SIM_CHUNKS])
     got = run_int_chunks(exe, espdl, rounding, chunks[:SIM_CHUNKS])
     for k, (w, g) in enumerate(zip(want, got)):
         for key, value in w.items():
@@ -88,7 +80,7 @@ def measure(name: str, espdl: Path, rounding: str, exe: Path, build_cmd: str) ->
         one = time.perf_counter() - t
         per_engine = max(full - one, 1e-9) / (CHUNKS - 1)
         t = time.perf_counter()
-        _simulate(espdl, rounding, chunks[:SIM_CHUNKS], pairs)
+        _simulate(espdl, rounding, chunks[:SIM_CHUNKS])
         per_sim = (time.perf_counter() - t) / SIM_CHUNKS
         engine.append(per_engine * 1e6)
         sim.append(per_sim * 1e6)

@@ -23,6 +23,7 @@ from typing import Any
 from . import __version__
 from .declaration import Declaration
 from .errors import DeclarationError, ModelLoadError, QuantizeError
+from .espdl.state import is_state_input
 from .recurrent_state import StateSpec, expose_recurrent_state
 from .streaming_table import StreamingPlan, apply_plan, plan_streaming
 
@@ -116,7 +117,7 @@ def _stream_input_name(path: Path) -> str:
 
     graph = onnx.load(str(path)).graph
     init = {i.name for i in graph.initializer}
-    return next(i.name for i in graph.input if i.name not in init and not i.name.startswith("state_in_"))
+    return next(i.name for i in graph.input if i.name not in init and not is_state_input(i.name))
 
 
 def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: str) -> dict[str, str]:

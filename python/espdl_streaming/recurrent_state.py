@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StreamingConversionError
-from .streaming_table import STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX
+from .espdl.state import STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX
 
 _STATE_SLOTS = {"GRU": ((5, 1, "hidden"),), "LSTM": ((5, 1, "hidden"), (6, 2, "cell"))}
 

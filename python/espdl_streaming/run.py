@@ -19,10 +19,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,20 @@ import numpy as np
 
 from .declaration import CHIP_TO_PPQ_TARGET
 from .errors import EspdlFormatError, EspdlStreamingError
-from .espdl import EspdlModel, Rounding, Simulator, ValueInfo, dequantize, load_espdl, quantize, rounding_for_target
-from .streaming_table import STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX
-
-STATE_IN = re.compile(re.escape(STATE_INPUT_PREFIX) + "(.+)")
-STATE_OUT = re.compile(re.escape(STATE_OUTPUT_PREFIX) + "(.+)")
+from .espdl import (
+    EspdlModel,
+    LoopedSimulator,
+    Rounding,
+    StateLoop,
+    ValueInfo,
+    dequantize,
+    is_state_input,
+    is_state_output,
+    load_espdl,
+    quantize,
+    rounding_for_target,
+    state_pairs,
+)
 
 IntChunk = dict[str, np.ndarray]
 IntEngine = Callable[[list[IntChunk]], list[IntChunk]]
@@ -45,31 +53,6 @@ class RunError(EspdlStreamingError):
 
 
 # --------------------------------------------------------------------------- what the model streams
-
-
-@dataclass
-class StateLoop:
-    """The recurrent state pairs ``state_in_K`` <- ``state_out_K`` of a model."""
-
-    pairs: list[tuple[ValueInfo, str]] = field(default_factory=list)  # (state_in_K, name of state_out_K)
-
-    def initial(self) -> IntChunk:
-        """The state inputs of the first chunk: zeros."""
-        return {info.name: np.zeros(info.shape, dtype=info.dtype) for info, _ in self.pairs}
-
-    def next(self, outputs: dict[str, np.ndarray]) -> IntChunk:
-        """The state inputs of the next chunk: the raw integers of this chunk's ``state_out_K``."""
-        state: IntChunk = {}
-        for info, out_name in self.pairs:
-            raw = np.asarray(outputs[out_name])
-            want = int(np.prod(info.shape, dtype=np.int64))
-            if raw.size != want or str(raw.dtype) != info.dtype:
-                raise EspdlFormatError(
-                    f"state output '{out_name}' is {raw.dtype} {list(raw.shape)}, but state input '{info.name}' "
-                    f"takes {info.dtype} {list(info.shape)}: the model cannot loop its state back"
-                )
-            state[info.name] = raw.reshape(info.shape).copy()
-        return state
 
 
 @dataclass
@@ -92,15 +75,8 @@ class StreamSpec:
 
 def stream_spec(model: EspdlModel, source: str) -> StreamSpec:
     """Split the model's inputs and outputs into the stream, the user outputs and the state pairs."""
-    state_in = {m.group(1): v for v in model.inputs if (m := STATE_IN.fullmatch(v.name))}
-    state_out = {m.group(1): v for v in model.outputs if (m := STATE_OUT.fullmatch(v.name))}
-    for key in sorted(set(state_in) ^ set(state_out)):
-        have, missing = ("in", "out") if key in state_in else ("out", "in")
-        raise EspdlFormatError(
-            f"{source}: the model has 'state_{have}_{key}' but no 'state_{missing}_{key}': recurrent state comes in "
-            "pairs (state_out_K is copied into state_in_K after every chunk)"
-        )
-    streams = [v for v in model.inputs if not STATE_IN.fullmatch(v.name)]
+    pairs = state_pairs(model, source)
+    streams = [v for v in model.inputs if not is_state_input(v.name)]
     if len(streams) != 1:
         raise EspdlFormatError(
             f"{source}: the model has {len(streams)} inputs besides state_in_K "
@@ -112,7 +88,7 @@ def stream_spec(model: EspdlModel, source: str) -> StreamSpec:
             f"{source}: input '{stream.name}' has shape {list(stream.shape)}; a streaming input is "
             "[1, chunk_frames, ...] (time on axis 1)"
         )
-    outputs = sorted((v for v in model.outputs if not STATE_OUT.fullmatch(v.name)), key=lambda v: v.name)
+    outputs = sorted((v for v in model.outputs if not is_state_output(v.name)), key=lambda v: v.name)
     if not outputs:
         raise EspdlFormatError(f"{source}: the model has no outputs besides state_out_K")
     for v in (stream, *outputs):
@@ -120,7 +96,6 @@ def stream_spec(model: EspdlModel, source: str) -> StreamSpec:
             raise EspdlFormatError(
                 f"{source}: '{v.name}' is {v.dtype} without an exponent: not a quantized ESP-DL model"
             )
-    pairs = [(state_in[k], state_out[k].name) for k in sorted(state_in)]
     return StreamSpec(source, stream, outputs, StateLoop(pairs))
 
 
@@ -257,18 +232,12 @@ def assemble_outputs(spec: StreamSpec, results: list[dict[str, np.ndarray]]) -> 
 # --------------------------------------------------------------------------- engines (the integer step)
 
 
-def python_engine(model: EspdlModel, rounding: Rounding, state: StateLoop) -> IntEngine:
+def python_engine(model: EspdlModel, rounding: Rounding) -> IntEngine:
     """The numpy simulator, fresh caches and zero state, state looped back after every chunk."""
 
     def run(chunks: list[IntChunk]) -> list[IntChunk]:
-        sim = Simulator(model, rounding)
-        loop = state.initial()
-        results = []
-        for chunk in chunks:
-            out = sim.run({**chunk, **loop})
-            loop = state.next(out)
-            results.append(out)
-        return results
+        sim = LoopedSimulator(model, rounding)
+        return [sim.run(chunk) for chunk in chunks]
 
     return run
 
@@ -372,5 +341,5 @@ def plan_run(model_path: Path, frames_path: Path, out: Path, *, target: str | No
     chip, warnings = resolve_target(model_path, model_bytes, target)
     rounding = rounding_for_target(chip)
     frames = load_frames(frames_path, spec)
-    int_engine = python_engine(model, rounding, spec.state) if engine == "python" else host_engine(model_path, rounding)
+    int_engine = python_engine(model, rounding) if engine == "python" else host_engine(model_path, rounding)
     return RunPlan(model_path, spec, frames, chip, rounding, int_engine, warnings)

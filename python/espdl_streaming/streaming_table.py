@@ -28,6 +28,7 @@ from math import ceil
 from typing import Any
 
 from .errors import StreamingConversionError
+from .espdl.state import is_state_input
 
 CONV_LIKE = {"Conv", "AveragePool", "MaxPool"}
 ELEMENTWISE = {
@@ -46,10 +47,6 @@ AXIS_REDUCING = {
 }  # fmt: skip
 WHOLE_SEQUENCE = {"GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "Attention"}
 RECURRENT = {"GRU", "LSTM", "RNN"}
-# Recurrent state exposed as model inputs/outputs (quantize.expose_recurrent_state): the
-# glue copies output STATE_OUTPUT_PREFIX<k> into input STATE_INPUT_PREFIX<k> after every chunk.
-STATE_INPUT_PREFIX = "state_in_"
-STATE_OUTPUT_PREFIX = "state_out_"
 
 
 @dataclass(frozen=True)
@@ -166,7 +163,7 @@ class _Planner:
 
     # -- the walk ---------------------------------------------------------------------
     def run(self, graph: Any) -> StreamingPlan:
-        inputs = [v for v in graph.inputs.values() if not v.name.startswith(STATE_INPUT_PREFIX)]
+        inputs = [v for v in graph.inputs.values() if not is_state_input(v.name)]
         if len(inputs) != 1:
             raise StreamingConversionError(
                 f"{self.model}: the model has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "

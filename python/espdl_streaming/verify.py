@@ -18,9 +18,19 @@ from typing import Any
 import numpy as np
 
 from .declaration import Declaration
-from .errors import EspdlStreamingError, VerificationError
-from .espdl import EspdlModel, Simulator, ValueInfo, quantize, read_espdl, rounding_for_target
-from .streaming_table import STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX
+from .errors import EspdlFormatError, EspdlStreamingError, VerificationError
+from .espdl import (
+    EspdlModel,
+    LoopedSimulator,
+    Simulator,
+    StateLoop,
+    ValueInfo,
+    is_state_input,
+    quantize,
+    read_espdl,
+    rounding_for_target,
+    state_pairs,
+)
 
 STREAM_SEED = 1234
 GOLDEN_CHUNKS = 4
@@ -72,51 +82,29 @@ def _spec(v: ValueInfo) -> TensorSpec:
     return TensorSpec(v.name, [int(d) for d in v.shape], v.dtype, int(v.exponent))
 
 
-def _state_pairs(decl: Declaration, model: EspdlModel, which: str) -> list[tuple[ValueInfo, ValueInfo]]:
+def _looped_pairs(decl: Declaration, model: EspdlModel, which: str) -> list[tuple[ValueInfo, ValueInfo]]:
     """The (state_in_k, state_out_k) pairs of a model, checked to be a pure loop-back: the input feeds
     only the initial-state slot of one GRU/LSTM, whose matching last-state output is the output."""
-    ins = {v.name: v for v in model.inputs if v.name.startswith(STATE_INPUT_PREFIX)}
-    outs = {v.name: v for v in model.outputs if v.name.startswith(STATE_OUTPUT_PREFIX)}
-    pairs = []
-    for name in sorted(ins, key=lambda n: int(n[len(STATE_INPUT_PREFIX) :])):
-        k = name[len(STATE_INPUT_PREFIX) :]
-        out = outs.pop(STATE_OUTPUT_PREFIX + k, None)
-        readers = [(n, i) for n in model.nodes for i, x in enumerate(n.inputs) if x == name]
-        ok = out is not None and len(readers) == 1 and readers[0][0].op_type in ("GRU", "LSTM")
-        if ok and out is not None:
-            node, slot = readers[0]
-            ok = slot in (5, 6) and len(node.outputs) > slot - 4 and node.outputs[slot - 4] == out.name
-            ok = ok and ins[name].dtype == out.dtype and tuple(ins[name].shape) == tuple(out.shape)
-        if not ok:
+    try:
+        pairs = state_pairs(model, f"the {which} model")
+    except EspdlFormatError as exc:
+        raise VerificationError(f"{decl.name}: {exc}") from exc
+    for state_in, state_out in pairs:
+        readers = [(n, i) for n in model.nodes for i, x in enumerate(n.inputs) if x == state_in.name]
+        node, slot = readers[0] if len(readers) == 1 else (None, -1)
+        if (
+            node is None
+            or node.op_type not in ("GRU", "LSTM")
+            or slot not in (5, 6)
+            or len(node.outputs) <= slot - 4
+            or node.outputs[slot - 4] != state_out.name
+        ):
             raise VerificationError(
-                f"{decl.name}: the {which} model's recurrent state input '{name}' is not looped back from the "
-                f"matching GRU/LSTM state output '{STATE_OUTPUT_PREFIX}{k}' (esp-ppq changed the graph around "
-                "it); the streaming model would not carry its state across chunks"
+                f"{decl.name}: the {which} model's recurrent state input '{state_in.name}' is not looped back from "
+                f"the matching GRU/LSTM state output '{state_out.name}' (esp-ppq changed the graph around it); the "
+                "streaming model would not carry its state across chunks"
             )
-        assert out is not None
-        pairs.append((ins[name], out))
-    if outs:
-        raise VerificationError(f"{decl.name}: the {which} model has state outputs {sorted(outs)} without inputs")
     return pairs
-
-
-class _Stream:
-    """A simulator that loops its recurrent state outputs back into its state inputs after every run."""
-
-    def __init__(self, sim: Simulator, pairs: list[tuple[ValueInfo, ValueInfo]]) -> None:
-        self.sim = sim
-        self.pairs = pairs
-        self.state: dict[str, np.ndarray] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        self.sim.reset()
-        self.state = {i.name: np.zeros(i.shape, dtype=i.dtype) for i, _ in self.pairs}
-
-    def run(self, inputs: dict[str, np.ndarray], *, trace: bool = False) -> dict[str, np.ndarray]:
-        out = self.sim.run({**inputs, **self.state}, trace=trace)
-        self.state = {i.name: np.asarray(out[o.name]).copy() for i, o in self.pairs}
-        return out
 
 
 def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simulator) -> int:
@@ -234,15 +222,15 @@ def verify(
     st_model = read_espdl(streaming_bytes, source=f"{decl.name}.espdl")
     off_sim = Simulator(off_model, rounding, any_frames=True)
     checked_test_outputs = _check_offline_test_values(decl, off_model, off_sim)
-    st_pairs = _state_pairs(decl, st_model, "streaming")
-    off_pairs = _state_pairs(decl, off_model, "offline")
-    st_stream = _Stream(Simulator(st_model, rounding), st_pairs)
+    st_pairs = _looped_pairs(decl, st_model, "streaming")
+    off_pairs = _looped_pairs(decl, off_model, "offline")
+    st_stream = LoopedSimulator(st_model, rounding, f"{decl.name}.espdl")
     # The offline model starts every run from zero state (a fresh stream), like the streaming one.
-    off_zero = {i.name: np.zeros(i.shape, dtype=i.dtype) for i, _ in off_pairs}
+    off_zero = StateLoop(off_pairs).initial()
     off_stream = _OfflineRunner(off_sim, off_zero)
 
-    stream_inputs = [v for v in st_model.inputs if not v.name.startswith(STATE_INPUT_PREFIX)]
-    off_inputs = [v for v in off_model.inputs if not v.name.startswith(STATE_INPUT_PREFIX)]
+    stream_inputs = [v for v in st_model.inputs if not is_state_input(v.name)]
+    off_inputs = [v for v in off_model.inputs if not is_state_input(v.name)]
     if len(stream_inputs) != 1 or len(off_inputs) != 1:
         raise VerificationError(
             f"{decl.name}: the streaming model has inputs {[v.name for v in stream_inputs]}, expected one stream"
@@ -346,7 +334,6 @@ def verify(
                 diff = np.abs(have.astype(np.int64) - ref.astype(np.int64))
                 where = _locate(
                     st_model,
-                    st_pairs,
                     rounding,
                     off_stream,
                     [q_stream[:, n * chunk : (n + 1) * chunk] for n in range(k + 1)],
@@ -385,7 +372,6 @@ def verify(
 
 def _locate(
     st_model: EspdlModel,
-    st_pairs: list[tuple[ValueInfo, ValueInfo]],
     rounding: str,
     off_sim: _OfflineRunner,
     chunks: list[np.ndarray],
@@ -394,7 +380,7 @@ def _locate(
 ) -> str:
     """Re-run the streaming model over `chunks` with tracing and the offline model on `reference`;
     name the first node whose output differs."""
-    sim = _Stream(Simulator(st_model, rounding), st_pairs)  # type: ignore[arg-type]
+    sim = LoopedSimulator(st_model, rounding)  # type: ignore[arg-type]
     trace: dict[str, np.ndarray] = {}
     for q_chunk in chunks:
         trace = sim.run({in_name: q_chunk}, trace=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from espdl_streaming.espdl import Simulator, load_espdl
+from espdl_streaming.espdl import LoopedSimulator, load_espdl
 from espdl_streaming.host_engine import model_info, run_int_chunks
 
 
@@ -38,12 +38,10 @@ def assert_engine_matches_simulator(
         ]
     got = run_int_chunks(exe, espdl, rounding, inputs)
     assert len(got) == len(inputs)
-    sim = Simulator(load_espdl(espdl), rounding)
-    shapes = {t["name"]: t for t in info["inputs"]}
-    state = {name: np.zeros(shapes[name]["shape"], dtype=shapes[name]["dtype"]) for name in states}
+    sim = LoopedSimulator(load_espdl(espdl), rounding, str(espdl))
+    assert {i.name: o.name for i, o in sim.loop.pairs} == states, espdl  # the engine pairs states as Python does
     for k, (chunk, outputs) in enumerate(zip(inputs, got, strict=True)):
-        expected = sim.run({**chunk, **state})
+        expected = sim.run(chunk)
         assert set(outputs) == set(expected), espdl
         for name, want in expected.items():
             np.testing.assert_array_equal(outputs[name], want, err_msg=f"{espdl}: chunk {k}, output {name!r}")
-        state = {name: expected[out] for name, out in states.items()}

@@ -151,7 +151,7 @@ def test_nan_is_zero_and_infinities_saturate_like_the_device(example_builds: dic
     clean[4, 3] = 0.0
     clean[10, :] = 1e30
     clean[11, 2] = -1e30
-    engine = run_mod.python_engine(model, "half_up", spec.state)
+    engine = run_mod.python_engine(model, "half_up")
     got = run_mod.run_frames(spec, frames, "half_up", engine).outputs["output"]
     want = run_mod.run_frames(spec, clean, "half_up", engine).outputs["output"]
     assert np.array_equal(got, want) and np.isfinite(got).all()
@@ -299,7 +299,7 @@ def test_state_loops_back_and_stays_out_of_frames_and_outputs(example_builds: di
     assert spec.input.name == "input" and spec.frame_shape == (16,)
     assert [o.name for o in spec.outputs] == [PER_FRAME, "acc", "output"]
     frames = _frames(31)
-    result = run_mod.run_frames(spec, frames, "half_even", run_mod.python_engine(model, "half_even", spec.state))
+    result = run_mod.run_frames(spec, frames, "half_even", run_mod.python_engine(model, "half_even"))
     assert set(result.outputs) == {PER_FRAME, "acc", "output"} and result.dropped == 1
 
     # independently: the plain example chunk by chunk, the running sum saturated in int8
@@ -341,7 +341,7 @@ def test_state_pairs_are_checked(example_builds: dict[str, Path]) -> None:
     with pytest.raises(EspdlFormatError, match="'state_in_0' but no 'state_out_0'"):
         run_mod.stream_spec(lonely, "rec.espdl")
     loop = run_mod.stream_spec(model, "rec.espdl").state
-    assert [(i.name, o) for i, o in loop.pairs] == [("state_in_0", "state_out_0")]
+    assert [(i.name, o.name) for i, o in loop.pairs] == [("state_in_0", "state_out_0")]
     assert not loop.initial()["state_in_0"].any()
     with pytest.raises(EspdlFormatError, match="cannot loop its state back"):
         loop.next({"state_out_0": np.zeros((1, 9), np.int8)})

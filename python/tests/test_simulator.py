@@ -59,7 +59,6 @@ def _build(name: str):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
     """export(model, target, bits, debug) -> path of an .espdl with test values (memoized)."""
-    pytest.importorskip("esp_ppq")
     sys.path.insert(0, str(Path(__file__).parent))
     try:
         from sim_models import export_with_test_values

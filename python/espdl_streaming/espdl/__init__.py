@@ -2,17 +2,23 @@
 
 from .reader import EspdlModel, Node, Tensor, ValueInfo, load_espdl, read_espdl
 from .simulate import Rounding, Simulator, dequantize, quantize, rounding_for_target
+from .state import LoopedSimulator, StateLoop, is_state_input, is_state_output, state_pairs
 
 __all__ = [
     "EspdlModel",
+    "LoopedSimulator",
     "Node",
     "Rounding",
     "Simulator",
+    "StateLoop",
     "Tensor",
     "ValueInfo",
     "dequantize",
+    "is_state_input",
+    "is_state_output",
     "load_espdl",
     "quantize",
     "read_espdl",
     "rounding_for_target",
+    "state_pairs",
 ]

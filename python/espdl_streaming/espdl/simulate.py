@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import EspdlFormatError, UnsupportedOpError
 from . import recurrent
 from .reader import EspdlModel, Node, Tensor
+from .state import is_state_input
 
 __all__ = ["Rounding", "Simulator", "dequantize", "quantize", "rounding_for_target"]
 
@@ -799,7 +800,7 @@ class Simulator:
         self._states: dict[str, np.ndarray] = {}
         self._last_macs: int | None = None
         # Frames on axis 1 of the first input: as declared, and in the current run (any_frames).
-        streams = [i for i in model.inputs if not i.name.startswith("state_in_")]
+        streams = [i for i in model.inputs if not is_state_input(i.name)]
         self._stream_input = streams[0] if streams else None
         first = self._stream_input.shape if self._stream_input is not None else ()
         self.declared_frames: int | None = int(first[1]) if len(first) >= 2 else None
