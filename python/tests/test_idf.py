@@ -295,8 +295,8 @@ def test_every_zoo_model_passes_its_self_test_on_the_linux_target(tmp_path: Path
     linux: each generated class loads its .espdl in the host engine and its self_test() replays the
     build-time simulator's golden chunks bit for bit (recurrent state and caches carried, then reset)."""
     sys.path.insert(0, str(REPO / "python" / "tests"))
-    from test_zoo import EXTRA, MODEL_FILES, ZOO_FILE
-    from zoo.zoo_models import ENTRIES
+    from test_zoo import EXTRA, MODEL_FILES, ZOO_DIR
+    from zoo import ALL_ENTRIES as ENTRIES
 
     seen: set[str] = set()
     decls, names = [], []
@@ -304,7 +304,7 @@ def test_every_zoo_model_passes_its_self_test_on_the_linux_target(tmp_path: Path
         if entry.expect is not None or entry.name in seen:
             continue
         seen.add(entry.name)
-        model = MODEL_FILES.get(entry.name, f"{ZOO_FILE}:{entry.name}")
+        model = MODEL_FILES.get(entry.name, f"{ZOO_DIR / entry.file}:{entry.name}")
         shape = entry.input_shape.replace(",", " ")
         for bits in (8, 16):
             name = f"{entry.name}_{bits}"

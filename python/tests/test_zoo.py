@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, run_cli
 from conftest_host import assert_engine_matches_simulator
-from zoo.zoo_models import ENTRIES, Entry
+from zoo import ALL_ENTRIES as ENTRIES
+from zoo.zoo_models import Entry
 
 from espdl_streaming.espdl import rounding_for_target
 
-ZOO_FILE = Path(__file__).resolve().parent / "zoo" / "zoo_models.py"
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 CHIPS = ["esp32p4", "esp32s3", "esp32c3"]
 EXTRA = [
     Entry("tcn", "1,16,24", 3, None),
@@ -37,7 +38,7 @@ def test_zoo_16_bit(entry: Entry, chip: str, tmp_path: Path, host_engine: Path) 
 
 
 def check(entry: Entry, chip: str, bits: int, tmp_path: Path, host_engine: Path) -> None:
-    model = MODEL_FILES.get(entry.name, f"{ZOO_FILE}:{entry.name}")
+    model = MODEL_FILES.get(entry.name, f"{ZOO_DIR / entry.file}:{entry.name}")
     r = run_cli(
         *build_args(
             entry.name, model, entry.input_shape, entry.chunk, chip, tmp_path, "--calib-steps", "8", "--bits", str(bits)

@@ -19,6 +19,7 @@ class Entry:
     input_shape: str
     chunk: int
     expect: str | None  # None: verified; else a substring of the refusal
+    file: str = "zoo_models.py"  # the module under tests/zoo/ that defines the factory
 
 
 def causal(x: torch.Tensor, left: int) -> torch.Tensor:
