@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.espdl_streaming-installed
 DEMO_OUT := out/demo
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test zoo bench fuzz lint venv clean
 
 venv: $(STAMP)
 
@@ -25,9 +25,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest python/tests -q -p no:cacheprovider
 
+# The whole model zoo matrix: every architecture on esp32p4, esp32s3 and esp32c3 at 8 and 16 bits
+# (`make test` runs the 16-bit builds on one chip family per architecture).
+zoo: $(STAMP)
+	ESPDL_STREAMING_FULL_ZOO=1 $(PY) -m pytest python/tests/test_zoo.py -q -p no:cacheprovider
+
 # Benchmarks (under 15 minutes on 2 cores): writes BENCHMARKS.md; scratch files in build/bench/.
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Architecture fuzzer: FUZZ_COUNT generated causal models built with the CLI, one at a time (about 8 s
+# each); prints a reproducer per failure and a summary, exits non-zero on any failure.
+FUZZ_COUNT ?= 300
+FUZZ_SEED ?= 0
+fuzz: $(STAMP)
+	$(PY) python/tests/fuzz/runner.py --count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --repro-dir build/fuzz/repro
 
 lint: $(STAMP)
 	cd python && ../$(VENV)/bin/ruff check espdl_streaming tests && ../$(VENV)/bin/ruff format --check espdl_streaming tests \

@@ -6,9 +6,12 @@
  *   espdl_run MODEL.espdl --info
  *
  * IN.bin: N chunks; a chunk is every input in name order, its elements in the input's dtype,
- * little-endian. OUT.bin: per chunk, every output in name order. Recurrent state: an input
- * `state_in_K` is fed from the previous chunk's output `state_out_K` (raw integers; zeros for the
- * first chunk) and is not part of IN.bin; OUT.bin still holds state_out_K.
+ * little-endian. OUT.bin: per chunk, every output in name order, its elements in the output's dtype
+ * (int8, int16, or float32 for ESP-DL's Softmax output), little-endian. Recurrent state: an input
+ * `state_in_K` is fed from the previous chunk's output `state_out_K`, or the output the metadata
+ * `espdl_streaming.state_output.K` names (raw integers); for the first chunk from the metadata
+ * `espdl_streaming.state_initial.K` (hex of the raw little-endian integers), zeros without it
+ * (python/espdl_streaming/espdl/state.py). It is not part of IN.bin; OUT.bin still holds the outputs.
  * --info prints the inputs and outputs (name, dtype, exponent, shape) and the state pairs as JSON.
  * --trace DIR writes every node output of the last chunk to DIR/<n>.bin and lists them (name,
  * dtype, exponent, shape, file) in DIR/trace.json, to find the first node that differs.
@@ -50,32 +53,72 @@ size_t slot_bytes(const slot &s)
     return static_cast<size_t>(s.count) * host::etype_size(s.type);
 }
 
-/* "state_in_K" -> the index of output "state_out_K", -1 if the input is not a state, -2 if the
- * output is missing. */
+constexpr char state_in_prefix[] = "state_in_";
+constexpr size_t state_in_prefix_len = sizeof(state_in_prefix) - 1;
+
+/* The metadata value `<key_prefix>K` of state input "state_in_K", or null. */
+const str_view *state_meta(const host_model &m, const slot &in, const char *key_prefix)
+{
+    std::string key(key_prefix);
+    key.append(in.name.data + state_in_prefix_len, in.name.size - state_in_prefix_len);
+    return m.metadata(key.data(), key.size());
+}
+
+/* "state_in_K" -> the index of its state output ("state_out_K", or the output the metadata names),
+ * -1 if the input is not a state, -2 if the output is missing. */
 int state_source(const host_model &m, const slot &in)
 {
-    static const char prefix[] = "state_in_";
-    const size_t n = sizeof(prefix) - 1;
-    if (in.name.size < n || std::memcmp(in.name.data, prefix, n) != 0) {
+    if (in.name.size < state_in_prefix_len || std::memcmp(in.name.data, state_in_prefix, state_in_prefix_len) != 0) {
         return -1;
     }
-    const char *suffix = in.name.data + n;
-    const size_t suffix_len = in.name.size - n;
+    std::string wanted("state_out_");
+    wanted.append(in.name.data + state_in_prefix_len, in.name.size - state_in_prefix_len);
+    if (const str_view *named = state_meta(m, in, "espdl_streaming.state_output.")) {
+        wanted.assign(named->data, named->size);
+    }
     for (uint32_t o = 0; o < m.output_count(); ++o) {
-        const str_view &name = m.output_slot(o).name;
-        if (name.size == 10 + suffix_len && std::memcmp(name.data, "state_out_", 10) == 0 &&
-            std::memcmp(name.data + 10, suffix, suffix_len) == 0) {
+        if (m.output_slot(o).name.equals(wanted.c_str())) {
             return static_cast<int>(o);
         }
     }
     return -2;
 }
 
+int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The raw bytes state input `in` starts from: its metadata initial state, else zeros. False if the
+ * metadata is not hex of exactly the input's size. */
+bool initial_state(const host_model &m, const slot &in, std::vector<uint8_t> *out)
+{
+    out->assign(slot_bytes(in), 0);
+    const str_view *text = state_meta(m, in, "espdl_streaming.state_initial.");
+    if (text == nullptr) {
+        return true;
+    }
+    if (text->size != 2 * out->size()) {
+        return false;
+    }
+    for (size_t i = 0; i < out->size(); ++i) {
+        const int hi = hex_digit(text->data[2 * i]);
+        const int lo = hex_digit(text->data[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return false;
+        }
+        (*out)[i] = static_cast<uint8_t>(hi * 16 + lo);
+    }
+    return true;
+}
+
 void print_tensor(const slot &s)
 {
     std::fputs("{\"name\": ", stdout);
     tool::json_string(stdout, s.name);
-    std::printf(", \"dtype\": \"%s\", \"exponent\": %d, \"shape\": [", host::etype_name(s.type), s.exponent);
+    /* a float32 output (ESP-DL's Softmax) holds real values: no exponent */
+    std::printf(", \"dtype\": \"%s\", \"exponent\": %s, \"shape\": [", host::etype_name(s.type),
+                s.quantized ? std::to_string(s.exponent).c_str() : "null");
     for (uint8_t d = 0; d < s.shape.rank; ++d) {
         std::printf(d == 0 ? "%lld" : ", %lld", static_cast<long long>(s.shape.dims[d]));
     }
@@ -204,6 +247,7 @@ int main(int argc, char **argv)
     }
 
     std::vector<int> sources(model->input_count());
+    std::vector<std::vector<uint8_t>> initial(model->input_count());
     size_t chunk_in = 0;
     size_t chunk_out = 0;
     for (uint32_t i = 0; i < model->input_count(); ++i) {
@@ -214,6 +258,12 @@ int main(int argc, char **argv)
             close_model(model);
             return fail("%s: input '%.*s' has no matching output 'state_out_%.*s'", model_path, len, in.name.data,
                         len - 9, in.name.data + 9);
+        }
+        if (sources[i] >= 0 && !initial_state(*model, in, &initial[i])) {
+            const int len = static_cast<int>(in.name.size);
+            close_model(model);
+            return fail("%s: the initial state of '%.*s' in the metadata is not hex of %lu bytes", model_path, len,
+                        in.name.data, static_cast<unsigned long>(slot_bytes(in)));
         }
         if (sources[i] >= 0) {
             const slot &out = model->output_slot(static_cast<uint32_t>(sources[i]));
@@ -268,7 +318,7 @@ int main(int argc, char **argv)
                 std::memcpy(ref.data, src, bytes);
                 src += bytes;
             } else if (c == 0) {
-                std::memset(ref.data, 0, bytes);
+                std::memcpy(ref.data, initial[i].data(), bytes);
             } else {
                 /* raw integers of the previous chunk's state_out_K */
                 std::memcpy(ref.data, dst - chunk_out + out_offset[static_cast<size_t>(sources[i])], bytes);

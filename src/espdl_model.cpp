@@ -29,6 +29,9 @@ bool to_dtype(dl::dtype_t in, dtype *out)
     case dl::DATA_TYPE_INT16:
         *out = dtype::int16;
         return true;
+    case dl::DATA_TYPE_FLOAT: /* real values: ESP-DL's Softmax output */
+        *out = dtype::float32;
+        return true;
     default:
         return false;
     }
@@ -97,7 +100,7 @@ private:
                                         "buffer", name);
         dtype type;
         ESPDL_STREAMING_RETURN_ON_FALSE(to_dtype(t->get_dtype(), &type), ESP_ERR_NOT_SUPPORTED, TAG,
-                                        "tensor '%s' has dtype %s; only int8 and int16 are supported", name,
+                                        "tensor '%s' has dtype %s; only int8, int16 and float32 are supported", name,
                                         t->get_dtype_string());
         return ESP_OK;
     }

@@ -103,7 +103,12 @@ void quantize(const float *in, size_t n, int exponent, rounding r, dtype t, void
 
 void dequantize(const void *in, dtype t, size_t n, int exponent, float *out)
 {
-    if (t == dtype::int16) {
+    if (t == dtype::float32) {
+        /* Real values already (ESP-DL's Softmax output): copied bit for bit, the exponent unused. */
+        if (n > 0 && static_cast<const void *>(out) != in) {
+            std::memcpy(out, in, n * sizeof(float));
+        }
+    } else if (t == dtype::int16) {
         dequantize_from(static_cast<const int16_t *>(in), n, exponent, out);
     } else {
         dequantize_from(static_cast<const int8_t *>(in), n, exponent, out);

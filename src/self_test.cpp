@@ -3,6 +3,9 @@
  */
 #include "espdl_streaming/self_test.hpp"
 
+#include <cstdio>
+#include <cstring>
+
 namespace espdl_streaming {
 namespace {
 
@@ -21,6 +24,30 @@ int32_t element_at(const void *data, dtype t, size_t i)
     return t == dtype::int16 ? static_cast<const int16_t *>(data)[i] : static_cast<const int8_t *>(data)[i];
 }
 
+/* The bits of float element i: the golden values come from the same computation, so they must be equal
+ * bit for bit (no tolerance; -0.0 differs from 0.0, and a NaN matches only the same NaN). */
+uint32_t float_bits_at(const void *data, size_t i)
+{
+    uint32_t bits;
+    std::memcpy(&bits, static_cast<const uint8_t *>(data) + i * sizeof(float), sizeof(bits));
+    return bits;
+}
+
+float float_of(uint32_t bits)
+{
+    float value;
+    std::memcpy(&value, &bits, sizeof(value));
+    return value;
+}
+
+void log_mismatch(const compare_context &ctx, uint32_t chunk, const tensor_spec &out, uint32_t e, const char *want,
+                  const char *got)
+{
+    ESP_LOGE(TAG, "%s: self test: chunk %lu, output '%s', element %lu: expected %s, got %s (the golden values assume "
+             "%s)", ctx.spec->name, static_cast<unsigned long>(chunk), out.name, static_cast<unsigned long>(e), want,
+             got, ctx.golden->assumes != nullptr ? ctx.golden->assumes : "the build's ESP-DL semantics");
+}
+
 esp_err_t compare_chunk(const chunk_result &result, void *user)
 {
     compare_context &ctx = *static_cast<compare_context *>(user);
@@ -37,15 +64,30 @@ esp_err_t compare_chunk(const chunk_result &result, void *user)
         const tensor_spec &out = spec.outputs[o];
         const size_t base = static_cast<size_t>(chunk) * out.elements;
         for (uint32_t e = 0; e < out.elements; ++e) {
-            const int32_t want = element_at(ctx.golden->expected[o], out.type, base + e);
-            const int32_t got = element_at(result.raw[o].data, out.type, e);
-            if (want != got) {
-                ESP_LOGE(TAG, "%s: self test: chunk %lu, output '%s', element %lu: expected %ld, got %ld", spec.name,
-                         static_cast<unsigned long>(chunk), out.name, static_cast<unsigned long>(e),
-                         static_cast<long>(want), static_cast<long>(got));
-                ctx.mismatch = true;
-                return ESP_FAIL;
+            char want_text[40];
+            char got_text[40];
+            if (dtype_is_float(out.type)) {
+                const uint32_t want = float_bits_at(ctx.golden->expected[o], base + e);
+                const uint32_t got = float_bits_at(result.raw[o].data, e);
+                if (want == got) {
+                    continue;
+                }
+                std::snprintf(want_text, sizeof(want_text), "%.9g (0x%08lx)", static_cast<double>(float_of(want)),
+                              static_cast<unsigned long>(want));
+                std::snprintf(got_text, sizeof(got_text), "%.9g (0x%08lx)", static_cast<double>(float_of(got)),
+                              static_cast<unsigned long>(got));
+            } else {
+                const int32_t want = element_at(ctx.golden->expected[o], out.type, base + e);
+                const int32_t got = element_at(result.raw[o].data, out.type, e);
+                if (want == got) {
+                    continue;
+                }
+                std::snprintf(want_text, sizeof(want_text), "%ld", static_cast<long>(want));
+                std::snprintf(got_text, sizeof(got_text), "%ld", static_cast<long>(got));
             }
+            log_mismatch(ctx, chunk, out, e, want_text, got_text);
+            ctx.mismatch = true;
+            return ESP_FAIL;
         }
     }
     return ESP_OK;

@@ -41,7 +41,8 @@ esp_err_t check_tensor(const model_spec &spec, const char *role, const tensor_sp
                  dtype_name(want.type), dtype_name(got.type));
         ret = ESP_ERR_INVALID_SIZE;
     }
-    if (got.exponent != want.exponent) {
+    /* A float32 tensor holds real values: whatever exponent ESP-DL records for it scales nothing. */
+    if (got.exponent != want.exponent && !(dtype_is_float(want.type) && got.type == want.type)) {
         ESP_LOGE(TAG, "%s: %s '%s': exponent expected %d, model has %d", spec.name, role, want.name,
                  static_cast<int>(want.exponent), got.exponent);
         ret = ESP_ERR_INVALID_SIZE;
@@ -80,8 +81,15 @@ esp_err_t check_spec(const model_spec &spec)
                                     "%s: outputs missing from the spec", spec.name);
     ESPDL_STREAMING_RETURN_ON_FALSE(spec.state_count == 0 || spec.states != nullptr, ESP_ERR_INVALID_ARG, TAG,
                                     "%s: states missing from the spec", spec.name);
+    /* The runner quantizes the input and carries raw state integers: only model outputs may be float32. */
+    ESPDL_STREAMING_RETURN_ON_FALSE(!dtype_is_float(spec.input.type), ESP_ERR_NOT_SUPPORTED, TAG,
+                                    "%s: input '%s' is %s; the runner quantizes frames to int8 or int16", spec.name,
+                                    spec.input.name, dtype_name(spec.input.type));
     for (uint32_t i = 0; i < spec.state_count; ++i) {
         const state_spec &st = spec.states[i];
+        ESPDL_STREAMING_RETURN_ON_FALSE(!dtype_is_float(st.output.type), ESP_ERR_NOT_SUPPORTED, TAG,
+                                        "%s: state '%s' is %s; recurrent states are int8 or int16", spec.name,
+                                        st.output.name, dtype_name(st.output.type));
         ESPDL_STREAMING_RETURN_ON_FALSE(st.input.type == st.output.type && st.input.elements == st.output.elements,
                                         ESP_ERR_INVALID_ARG, TAG, "%s: state '%s' and '%s' differ in dtype or size",
                                         spec.name, st.input.name, st.output.name);
@@ -123,7 +131,15 @@ esp_err_t stream_runner::init(model_interface *model, const model_spec *spec, vo
                                     static_cast<unsigned long>(state_storage != nullptr ? state_bytes : 0));
 
     const uint32_t inputs = 1 + spec->state_count;
-    const uint32_t outputs = spec->output_count + spec->state_count;
+    /* A state output may also be a user output (a last state the user's model returns). */
+    uint32_t outputs = spec->output_count;
+    for (uint32_t s = 0; s < spec->state_count; ++s) {
+        bool shared = false;
+        for (uint32_t i = 0; i < spec->output_count && !shared; ++i) {
+            shared = output_slot(*spec, i) == spec->states[s].output_index;
+        }
+        outputs += shared ? 0 : 1;
+    }
     ESPDL_STREAMING_RETURN_ON_FALSE(model->input_count() == inputs, ESP_ERR_INVALID_SIZE, TAG,
                                     "%s: expected %lu input(s) (the stream and %lu recurrent state(s)), model has %lu",
                                     spec->name, static_cast<unsigned long>(inputs),
@@ -172,9 +188,7 @@ esp_err_t stream_runner::init(model_interface *model, const model_spec *spec, vo
     m_raw = raw_refs;
     m_state = need_state > 0 ? static_cast<uint8_t *>(state_storage) : nullptr;
     m_state_bytes = need_state;
-    if (m_state != nullptr) {
-        std::memset(m_state, 0, m_state_bytes);
-    }
+    restore_initial_state();
     m_pending = 0;
     m_chunks = 0;
     return ESP_OK;
@@ -289,14 +303,30 @@ esp_err_t stream_runner::copy_state(bool to_model)
     return ESP_OK;
 }
 
+void stream_runner::restore_initial_state()
+{
+    if (m_state == nullptr) {
+        return;
+    }
+    size_t offset = 0;
+    for (uint32_t i = 0; i < m_spec->state_count; ++i) {
+        const state_spec &st = m_spec->states[i];
+        const size_t bytes = static_cast<size_t>(st.output.elements) * dtype_size(st.output.type);
+        if (st.initial != nullptr) {
+            std::memcpy(m_state + offset, st.initial, bytes);
+        } else {
+            std::memset(m_state + offset, 0, bytes);
+        }
+        offset += bytes;
+    }
+}
+
 esp_err_t stream_runner::reset()
 {
     ESPDL_STREAMING_RETURN_ON_FALSE(m_model != nullptr, ESP_ERR_INVALID_STATE, TAG, "reset: runner not initialised");
     m_pending = 0;
     m_chunks = 0;
-    if (m_state != nullptr) {
-        std::memset(m_state, 0, m_state_bytes);
-    }
+    restore_initial_state();
     return m_model->reset();
 }
 

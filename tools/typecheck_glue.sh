@@ -40,7 +40,7 @@ frames = (np.arange(7 * 16, dtype=np.float32).reshape(7, 16) - 50.0) / 8.0
 for name, placement in (("kws", {"kind": "rodata", "symbol": "espdl_streaming_kws_espdl"}),
                         ("kws_part", {"kind": "partition", "label": "model"})):
     glue = {
-        "name": name, "target": "esp32p4", "command_line": "tools/typecheck_glue.sh",
+        "name": name, "target": "esp32p4", "command_line": "tools/typecheck_glue.sh", "espdl_versions": ">=3.3.8,<4.0.0",
         "chunk_frames": 3, "feature_dim": 16, "rounding": "half_even",
         "input": {"name": "input.1", "shape": [1, 3, 16], "dtype": "int8", "exponent": -5},
         "outputs": [{"name": "logits", "shape": [1, 8], "dtype": "int8", "exponent": -4},

@@ -17,12 +17,13 @@ struct golden_set {
     uint32_t frame_count;        /* at least chunk_count * chunk_frames */
     const void *const *expected; /* per output: every chunk's raw values concatenated, output dtype */
     uint32_t chunk_count;
+    const char *assumes; /* what the golden values were computed for (ESP-DL versions, chip), for the log; may be null */
 };
 
 /**
  * Reset, push all golden frames and compare every chunk's raw outputs exactly; then reset,
  * push the first chunk again and compare it (reset must restore the initial state); then reset.
- * The first mismatch is logged (chunk, output, element, expected and actual).
+ * The first mismatch is logged (chunk, output, element, expected and actual, and `assumes`).
  *
  * @return ESP_OK, ESP_FAIL on a mismatch, ESP_ERR_INVALID_ARG for an inconsistent golden set,
  *         or the runner's error

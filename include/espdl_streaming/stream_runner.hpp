@@ -18,8 +18,8 @@ namespace espdl_streaming {
 /** One finished chunk, handed to the callback; everything is valid only during the call. */
 struct chunk_result {
     uint32_t chunk_index;        /* 0 for the first chunk after init()/reset() */
-    const float *const *outputs; /* dequantized, per output in name order */
-    const tensor_ref *raw;       /* the model's quantized outputs, same order */
+    const float *const *outputs; /* dequantized (a float32 output as it is), per output in name order */
+    const tensor_ref *raw;       /* the model's raw outputs (quantized integers, or float32), same order */
     uint32_t output_count;
 };
 
@@ -65,8 +65,8 @@ public:
     esp_err_t push(const float *frames, size_t frame_count, chunk_callback cb, void *user,
                    size_t *consumed = nullptr);
 
-    /** Drop the partial chunk, restart chunk numbering, zero the recurrent state and reset the
-     *  model's streaming caches. */
+    /** Drop the partial chunk, restart chunk numbering, restore the recurrent state's initial value
+     *  (zeros, or the learned initial state of the spec) and reset the model's streaming caches. */
     esp_err_t reset();
 
     /** Forget the model and buffers (does not close the model); init() may be called again. */
@@ -79,6 +79,7 @@ public:
 private:
     esp_err_t run_chunk(chunk_callback cb, void *user);
     esp_err_t copy_state(bool to_model);
+    void restore_initial_state();
 
     model_interface *m_model = nullptr;
     const model_spec *m_spec = nullptr;

@@ -8,17 +8,27 @@
 
 namespace espdl_streaming {
 
-/** Element type of a quantized tensor; values follow the .espdl numbering. */
-enum class dtype : uint8_t { int8 = 3, int16 = 5 };
+/**
+ * Element type of a model tensor; values follow the .espdl numbering. int8 and int16 are quantized
+ * (real = q * 2^exponent); float32 holds real values (ESP-DL's Softmax output; model outputs only).
+ */
+enum class dtype : uint8_t { float32 = 1, int8 = 3, int16 = 5 };
 
 /** How a float is rounded to an integer: per chip (P4: half_even, S3 and others: half_up). */
 enum class rounding : uint8_t { half_even, half_up };
 
 constexpr size_t dtype_size(dtype t)
 {
-    return t == dtype::int16 ? 2 : 1;
+    return t == dtype::float32 ? 4 : t == dtype::int16 ? 2 : 1;
 }
 
+/** Whether values of type `t` are real (not quantized: no exponent applies). */
+constexpr bool dtype_is_float(dtype t)
+{
+    return t == dtype::float32;
+}
+
+/** Range of a quantized type (int8, int16). */
 constexpr int32_t dtype_min(dtype t)
 {
     return t == dtype::int16 ? -32768 : -128;
@@ -31,13 +41,13 @@ constexpr int32_t dtype_max(dtype t)
 
 constexpr const char *dtype_name(dtype t)
 {
-    return t == dtype::int16 ? "int16" : t == dtype::int8 ? "int8" : "unknown";
+    return t == dtype::int16 ? "int16" : t == dtype::int8 ? "int8" : t == dtype::float32 ? "float32" : "unknown";
 }
 
 /** Maximum rank a tensor may have (ESP-DL streaming models use 2 to 4). */
 constexpr uint8_t max_ndim = 4;
 
-/** Expected properties of one model tensor (real = q * 2^exponent). */
+/** Expected properties of one model tensor (real = q * 2^exponent; float32: real values, exponent 0). */
 struct tensor_spec {
     const char *name;
     dtype type;
@@ -51,13 +61,15 @@ struct tensor_spec {
  * A recurrent state (a GRU/LSTM hidden or cell state) carried across chunks: ESP-DL starts every
  * run from the state the model reads from `input` and returns the last state in `output`. After
  * every run the runner copies the output's integers into its own storage and writes them to the
- * input before the next run; zeros after init() and reset().
+ * input before the next run. init() and reset() restore `initial` (the raw integers of a learned
+ * initial state, output.elements values of output.type), or zeros when it is null.
  */
 struct state_spec {
     tensor_spec input;     /* state_in_<k> */
-    tensor_spec output;    /* state_out_<k>: same dtype and element count */
+    tensor_spec output;    /* state_out_<k>, or a user output that is the last state: same dtype and element count */
     uint32_t input_index;  /* position among the model's inputs (name order) */
-    uint32_t output_index; /* position among the model's outputs (name order) */
+    uint32_t output_index; /* position among the model's outputs (name order); may also be a user output's */
+    const void *initial;   /* raw integers the state starts from; null: zeros */
 };
 
 /** Everything the runtime needs to know about a generated model. */

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from .declaration import Declaration
+from .espdl_semantics import ESPDL_RANGE
 from .verify import STREAM_SEED, VerifyResult
 
 
@@ -44,7 +45,9 @@ def _calibration_json(decl: Declaration, samples: int, random: bool) -> dict[str
     return {"source": str(decl.calibration), "samples": samples, "random": False}
 
 
-def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, float]) -> dict[str, Any]:
+def make_report(
+    decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, float], fidelity: dict[str, Any] | None = None
+) -> dict[str, Any]:
     offline_frames = decl.offline_frames
     return {
         "name": decl.name,
@@ -81,10 +84,17 @@ def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, f
                 "input": i.name,
                 "output": o.name,
                 "bytes": o.elements_bytes(),
+                # What a fresh stream (init(), reset()) starts from: zeros, or the model's learned state.
+                "initial": "learned" if st.initial is not None else "zeros",
+                # A last state the user's model returns stays a user output (the same tensor).
+                "user_output": bool(st.user_output),
             }
             for st, (i, o) in zip(q.states, v.states)
         ],
         "state_bytes": sum(o.elements_bytes() for _, o in v.states),
+        # The integer streaming outputs against the user's float model, and the float equivalence
+        # of the graph rewrites made before quantization (fidelity.py).
+        "fidelity": fidelity or {},
         # Causal model: the only algorithmic latency is waiting for a full chunk.
         "latency_frames": decl.chunk_frames - 1,
         "espdl_bytes": len(q.streaming_bytes),
@@ -104,6 +114,8 @@ def make_report(decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, f
         "placement": _placement(decl),
         "golden_chunks": v.golden_chunks,
         "esp_ppq_version": q.esp_ppq_version,
+        # The ESP-DL versions whose integer semantics the verification and the golden vectors follow.
+        "espdl_versions": ESPDL_RANGE,
         "espdl_streaming_version": __version__,
         "dependencies": [str(p) for p in q.deps],
         "seconds": {k: round(val, 3) for k, val in seconds.items()},
@@ -115,12 +127,16 @@ def make_glue(decl: Declaration, v: VerifyResult, q: Any, command_line: str) -> 
         "name": decl.name,
         "target": decl.chip,
         "command_line": command_line,
+        "espdl_versions": ESPDL_RANGE,
         "chunk_frames": decl.chunk_frames,
         "feature_dim": decl.feature_dim,
         "rounding": v.rounding,
         "input": v.input.as_json(),
         "outputs": [o.as_json() for o in v.outputs],
-        "states": [{"input": i.as_json(), "output": o.as_json()} for i, o in v.states],
+        "states": [
+            {"input": i.as_json(), "output": o.as_json(), "initial": initial}
+            for (i, o), initial in zip(v.states, v.state_initial or [None] * len(v.states))
+        ],
         "placement": _placement(decl),
         "golden": {"frames": v.golden_frames, "chunks": v.golden_chunks, "outputs": v.golden_outputs},
         "espdl_bytes": len(q.streaming_bytes),
@@ -140,6 +156,7 @@ def make_depfile(decl: Declaration, deps: list[Path]) -> str:
 
 def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     from .codegen import render_glue
+    from .fidelity import fidelity_report
     from .quantize import quantize
     from .verify import verify
 
@@ -153,13 +170,19 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
         q.streaming_bytes,
         receptive_field=q.plan.receptive_field,
         leads=q.plan.output_leads(),
+        axes=q.plan.output_axes(),
+        total_stride=q.plan.total_stride,
+        reshape_frames=q.plan.reshape_frames,
     )
     seconds["verify"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fidelity = fidelity_report(decl, q, v)
+    seconds["fidelity"] = time.perf_counter() - t
     t = time.perf_counter()
     hpp, cpp = render_glue(make_glue(decl, v, q, command_line))
     seconds["codegen"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
-    report = make_report(decl, q, v, seconds)
+    report = make_report(decl, q, v, seconds, fidelity)
     files = {
         decl.output_path(".espdl"): q.streaming_bytes,
         decl.output_path(".offline.espdl"): q.offline_bytes,

@@ -109,17 +109,24 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
 
 def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
     s = report["streaming"]
+    fid = report.get("fidelity") or {}
+    worst = _worst_snr(fid)
+    also = _worst_snr(fid.get("verification_stream") or {})
     lines = [
         f"{report['name']}: streaming model for {report['target']} ({report['bits']}-bit) verified: "
         f"{s['chunks_checked']} chunks of {report['chunk_frames']} frames equal the offline model bit for bit "
         f"(max |diff| {s['max_abs_diff']}, {s['warmup_chunks']} warm-up chunks)",
         f"  verified: {str(s['verified']).lower()}  max_abs_diff: {s['max_abs_diff']}  "
-        f"chunks_checked: {s['chunks_checked']}",
-    ]
+        f"chunks_checked: {s['chunks_checked']}  "
+        + (f"float_snr_db: {worst[1]:.1f} (worst output '{worst[0]}' against the float model, {fid['chunks']} chunks"
+           + (f" of calibration data; {also[1]:.1f} dB on the verification stream)" if also else ")")
+           if worst else "float_snr_db: n/a (fidelity not measured: see the report)"),
+    ]  # fmt: skip
     i = report["input"]
     lines.append(f"  input   {i['name']}: {i['dtype']} {i['shape']} exponent {i['exponent']}")
     for o in report["outputs"]:
-        lines.append(f"  output  {o['name']}: {o['dtype']} {o['shape']} exponent {o['exponent']}")
+        scale = f"exponent {o['exponent']}" if o["exponent"] is not None else "(float, not quantized)"
+        lines.append(f"  output  {o['name']}: {o['dtype']} {o['shape']} {scale}")
     lines.append(
         f"  flash {report['espdl_bytes']} B, cache RAM {report['cache_bytes']} B, {report['macs_per_chunk']} "
         f"MACs/chunk, receptive field {report['receptive_field_frames']} frames"
@@ -135,6 +142,12 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
     lines.append("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
     lines.append(f"  {len(written)} file(s) updated in {out_dir}" if written else f"  outputs unchanged in {out_dir}")
     return "\n".join(lines)
+
+
+def _worst_snr(fidelity: dict) -> tuple[str, float] | None:
+    """The output with the lowest SNR against the float model (name, dB), or None."""
+    rated = [(o["name"], o["snr_db"]) for o in fidelity.get("outputs", []) if o.get("snr_db") is not None]
+    return min(rated, key=lambda item: item[1]) if rated else None
 
 
 def run_with_fixed_hash_seed() -> None:
@@ -185,7 +198,10 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             files[args.depfile.resolve()] = result.depfile.encode()
         written = write_atomically(files)
     except EspdlStreamingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Every build error names the model first (some come from stages that do not know its name).
+        message = str(exc)
+        named = message if message.startswith(f"{args.name}: ") else f"{args.name}: {message}"
+        print(f"error: {named}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:
         if exc.filename and str(args.out_dir) in str(exc.filename):

@@ -44,6 +44,8 @@ _CLASS_NAMES = frozenset(
 )
 
 _DTYPES = {"int8": ("int8_t", -128, 127), "int16": ("int16_t", -32768, 32767)}
+# Real-valued outputs (ESP-DL's Softmax writes float32): no exponent, golden values as exact floats.
+_FLOAT_DTYPES = {"float32": "float"}
 _ROUNDING = ("half_even", "half_up")
 _MAX_NDIM = 4
 _FLOATS_PER_LINE = 8
@@ -129,21 +131,32 @@ def _table_lines(literals: Iterable[str], per_line: int) -> list[str]:
     return [", ".join(items[i : i + per_line]) + "," for i in range(0, len(items), per_line)]
 
 
-def _tensor(t: dict[str, Any], what: str) -> dict[str, Any]:
+def _tensor(t: dict[str, Any], what: str, *, real_ok: bool = False) -> dict[str, Any]:
+    """One tensor; `real_ok`: a float32 tensor (a model output) is allowed, its exponent null or 0."""
     shape = [int(d) for d in t["shape"]]
     if not 1 <= len(shape) <= _MAX_NDIM or any(d <= 0 for d in shape):
         raise ValueError(f"{what} '{t['name']}': shape {shape} needs 1 to {_MAX_NDIM} positive dimensions")
-    if t["dtype"] not in _DTYPES:
-        raise ValueError(f"{what} '{t['name']}': dtype {t['dtype']!r} is not one of {sorted(_DTYPES)}")
-    exponent = int(t["exponent"])
-    if not -128 <= exponent <= 127:
-        raise ValueError(f"{what} '{t['name']}': exponent {exponent} does not fit int8_t")
+    dtypes = sorted([*_DTYPES, *_FLOAT_DTYPES]) if real_ok else sorted(_DTYPES)
+    if t["dtype"] not in dtypes:
+        raise ValueError(f"{what} '{t['name']}': dtype {t['dtype']!r} is not one of {dtypes}")
+    is_float = t["dtype"] in _FLOAT_DTYPES
+    if is_float:
+        if t["exponent"] not in (None, 0):
+            raise ValueError(f"{what} '{t['name']}': a {t['dtype']} tensor has no exponent, got {t['exponent']}")
+        exponent = 0  # what ESP-DL's float tensor carries; nothing is scaled by it
+        comment = f'"{t["name"]}": {t["dtype"]} {shape}, real values (no exponent)'
+    else:
+        exponent = int(t["exponent"])
+        if not -128 <= exponent <= 127:
+            raise ValueError(f"{what} '{t['name']}': exponent {exponent} does not fit int8_t")
+        comment = f'"{t["name"]}": {t["dtype"]} {shape}, real = q * 2^{exponent}'
     return {
         "name": str(t["name"]),
         "c_name": c_string(str(t["name"])),
-        "comment": _comment(f'"{t["name"]}": {t["dtype"]} {shape}, real = q * 2^{exponent}'),
+        "comment": _comment(comment),
         "dtype": t["dtype"],
-        "ctype": _DTYPES[t["dtype"]][0],
+        "ctype": _FLOAT_DTYPES[t["dtype"]] if is_float else _DTYPES[t["dtype"]][0],
+        "is_float": is_float,
         "exponent": exponent,
         "ndim": len(shape),
         "shape": ", ".join(str(d) for d in shape + [0] * (_MAX_NDIM - len(shape))),
@@ -167,7 +180,7 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
             f"input '{model_input['name']}' has {model_input['elements']} elements, "
             f"chunk_frames * feature_dim = {chunk_frames * feature_dim}"
         )
-    outputs = [_tensor(t, "output") for t in glue["outputs"]]
+    outputs = [_tensor(t, "output", real_ok=True) for t in glue["outputs"]]
     if not outputs:
         raise ValueError("the model has no outputs")
     names = [o["name"] for o in outputs]
@@ -185,13 +198,27 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
         state_in, state_out = _tensor(pair["input"], "state input"), _tensor(pair["output"], "state output")
         if state_in["dtype"] != state_out["dtype"] or state_in["elements"] != state_out["elements"]:
             raise ValueError(f"state {k}: '{state_in['name']}' and '{state_out['name']}' differ in dtype or size")
-        states.append({"input": state_in, "output": state_out})
+        initial = pair.get("initial")
+        if initial is not None:
+            _, lo, hi = _DTYPES[state_out["dtype"]]
+            values = [int(v) for v in initial]
+            if len(values) != state_out["elements"] or any(v < lo or v > hi for v in values):
+                raise ValueError(
+                    f"state {k}: the initial state must be {state_out['elements']} {state_out['dtype']} values"
+                )
+            initial = {"lines": _table_lines((str(v) for v in values), _INTS_PER_LINE), "size": len(values)}
+        shared = state_out["name"] in names
+        if shared and next(o for o in outputs if o["name"] == state_out["name"])["dtype"] != state_out["dtype"]:
+            raise ValueError(f"state {k}: output '{state_out['name']}' is a user output of another dtype")
+        states.append({"input": state_in, "output": state_out, "initial": initial, "k": k})
         state_bytes += state_out["elements"] * (2 if state_out["dtype"] == "int16" else 1)
-    # The model's tensors in dl::Model's order (std::map: by name), states included.
+    # The model's tensors in dl::Model's order (std::map: by name), states included; a last state the
+    # user's model returns is one tensor, both a user output and the state output.
     input_order = sorted([model_input["name"], *(st["input"]["name"] for st in states)])
-    output_order = sorted([*names, *(st["output"]["name"] for st in states)])
-    if len(set(input_order)) != len(input_order) or len(set(output_order)) != len(output_order):
-        raise ValueError(f"tensor names must be distinct: {input_order}, {output_order}")
+    output_order = sorted({*names, *(st["output"]["name"] for st in states)})
+    state_outputs = [st["output"]["name"] for st in states]
+    if len(set(input_order)) != len(input_order) or len(set(state_outputs)) != len(state_outputs):
+        raise ValueError(f"tensor names must be distinct: {input_order}, {state_outputs}")
     for st in states:
         st["input_index"] = input_order.index(st["input"]["name"])
         st["output_index"] = output_order.index(st["output"]["name"])
@@ -222,6 +249,16 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("golden data must hold one array per output")
     for output, values in zip(outputs, golden["outputs"], strict=True):
         array = np.asarray(values)
+        if output["is_float"]:
+            # The values the float32 output holds, bit for bit: the self test compares them exactly.
+            if array.shape != (chunks, output["elements"]) or array.dtype != np.float32:
+                raise ValueError(
+                    f"golden output '{output['name']}' must be float32 of shape {(chunks, output['elements'])}, "
+                    f"got {array.dtype} {array.shape}"
+                )
+            output["golden_lines"] = _table_lines((float_literal(v) for v in array.reshape(-1)), _FLOATS_PER_LINE)
+            output["golden_size"] = array.size
+            continue
         _, lo, hi = _DTYPES[output["dtype"]]
         if array.shape != (chunks, output["elements"]) or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(
@@ -238,6 +275,8 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
         "c_name": c_string(name),
         "target": str(glue["target"]),
         "c_target": c_string(str(glue["target"])),
+        "c_espdl_versions": c_string(str(glue["espdl_versions"])),
+        "c_assumes": c_string(f"ESP-DL {glue['espdl_versions']} on {glue['target']}"),
         "command_line": _comment(glue["command_line"]),
         "chunk_frames": chunk_frames,
         "feature_dim": feature_dim,

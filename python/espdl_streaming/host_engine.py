@@ -9,7 +9,8 @@ each other.
 * :func:`build_host_engine` configures and builds ``host/`` with CMake and Ninja (once per
   change of the engine's sources) and returns the ``espdl_run`` executable.
 * :func:`model_info` and :func:`run_int_chunks` speak ``espdl_run``'s protocol: raw
-  integer chunks in, raw integer outputs out (see ``host/espdl_run.cpp``).
+  integer chunks in, raw outputs out: integers, or float32 values for a float32 output
+  (ESP-DL's Softmax) (see ``host/espdl_run.cpp``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ _ROOT = Path(__file__).resolve().parents[2]
 _STAMP = "espdl_streaming_host_engine.stamp"
 _TIMEOUT = 600
 _INT_DTYPES = ("int8", "int16")
+# Outputs may also hold real values: ESP-DL's Softmax writes float32 (raw little-endian floats in OUT.bin).
+_OUTPUT_DTYPES = (*_INT_DTYPES, "float32")
 
 
 class HostEngineError(EspdlStreamingError):
@@ -249,15 +252,21 @@ def run_int_chunks(
     Each chunk maps every input name (except recurrent ``state_in_K`` inputs, which the
     engine feeds from the previous chunk's ``state_out_K``, zeros first) to an integer
     array of the input's shape.  The model's caches start empty, as after ``reset()``.
-    Returns, per chunk, every output (including ``state_out_K``) by name."""
+    Returns, per chunk, every output (including ``state_out_K``) by name: the raw integers, or
+    the float32 values of a float32 output (ESP-DL's Softmax), bit for bit as the engine wrote them."""
     if rounding not in ("half_even", "half_up"):
         raise HostEngineError(f"rounding must be 'half_even' or 'half_up', not {rounding!r}")
     info = model_info(exe, espdl)
     states = {s["input"] for s in info["states"]}
     inputs = [i for i in info["inputs"] if i["name"] not in states]
-    for tensor in (*info["inputs"], *info["outputs"]):
+    for tensor in info["inputs"]:
         if tensor["dtype"] not in _INT_DTYPES:
-            raise HostEngineError(f"{espdl}: tensor '{tensor['name']}' is {tensor['dtype']}, not int8 or int16")
+            raise HostEngineError(f"{espdl}: input '{tensor['name']}' is {tensor['dtype']}, not int8 or int16")
+    for tensor in info["outputs"]:
+        if tensor["dtype"] not in _OUTPUT_DTYPES:
+            raise HostEngineError(
+                f"{espdl}: output '{tensor['name']}' is {tensor['dtype']}, not int8, int16 or float32"
+            )
     payload = b"".join(_checked_chunk(chunk, inputs, states, k) for k, chunk in enumerate(chunks))
     with tempfile.TemporaryDirectory(prefix="espdl_run_") as tmp:
         in_path, out_path = Path(tmp) / "in.bin", Path(tmp) / "out.bin"

@@ -22,14 +22,26 @@ from typing import Any
 
 from . import __version__
 from .declaration import Declaration
-from .errors import DeclarationError, ModelLoadError, QuantizeError
+from .errors import DeclarationError, ModelLoadError, QuantizeError, StreamingConversionError
+from .espdl.reader import GATHER_FROM_END_PREFIX, OUTPUT_TIME_AXIS_PREFIX, read_espdl
+from .espdl.simulate import rounding_for_target
 from .espdl.state import is_state_input
-from .recurrent_state import StateSpec, expose_recurrent_state
+from .recurrent_state import StateSpec, expose_recurrent_state, initial_state_metadata
 from .streaming_table import StreamingPlan, apply_plan, plan_streaming
 
 # Initial states the calibration data gets for exposed GRU/LSTM states: the exponents esp-ppq picks
 # for them do not matter (ESP-DL copies the state in as raw integers), but esp-ppq needs a range.
 _STATE_CALIBRATION_SPAN = 0.5
+
+
+def _calibration_state(spec: StateSpec, rng: Any) -> Any:
+    """The state input one calibration sample gets: the learned initial state when there is one (what
+    the layer starts from, so the state's range covers it), else small random values."""
+    import numpy as np
+
+    if spec.initial is not None:
+        return np.asarray(spec.initial, dtype=np.float32).reshape(spec.shape)
+    return rng.uniform(-1, 1, spec.shape).astype(np.float32) * _STATE_CALIBRATION_SPAN
 
 
 @dataclass
@@ -45,6 +57,19 @@ class QuantizeResult:
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     states: list[StateSpec] = field(default_factory=list)
+    # The user's float model for the fidelity measure (fidelity.py), and whether it runs on any
+    # number of frames (else only on the declared input shape).
+    float_onnx: bytes = b""
+    float_any_length: bool = False
+    float_reference: str = ""
+    float_reference_note: str | None = None
+    # The float-equivalence check of the graph rewrites (fidelity.check_rewrite's record).
+    rewrite_check: dict[str, Any] = field(default_factory=dict)
+    # esp-ppq's layout permutation per graph input/output: exported = transpose(float, perm).
+    layout_perms: dict[str, list[int]] = field(default_factory=dict)
+    # The calibration samples back to back on the time axis (float-model layout): representative
+    # frames for the fidelity measure.
+    calibration_frames: Any = None
 
 
 @dataclass
@@ -133,6 +158,9 @@ def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: st
         meta["espdl_streaming.chunk_frames"] = str(decl.chunk_frames)
         meta["espdl_streaming.frame_axis"] = "1"
         meta["espdl_streaming.receptive_field"] = str(plan.receptive_field)
+        for name, axis in sorted(plan.output_axes().items()):
+            if axis is not None:  # per-frame outputs: where their frames are (run concatenates along it)
+                meta[f"{OUTPUT_TIME_AXIS_PREFIX}{name}"] = str(axis)
     return meta
 
 
@@ -151,6 +179,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
         from esp_ppq.parser.espdl.espdl_typedef import ExporterPatternInfo
     esp_ppq_version = version("esp-ppq")
 
+    from .fidelity import check_rewrite, choose_float_reference, without_output_shapes
     from .loading import load_calibration, load_torch_model
 
     seconds["import"] = time.perf_counter() - t0
@@ -160,6 +189,8 @@ def quantize(decl: Declaration) -> QuantizeResult:
     with tempfile.TemporaryDirectory(prefix=f"espdl_streaming_{decl.name}_") as tmp_text:
         tmp = Path(tmp_text)
         onnx_path = tmp / "model.onnx"
+        dynamic_onnx: bytes | None = None
+        dynamic_error: str | None = "the model is an ONNX file: it is run at its declared length"
         t = time.perf_counter()
         if decl.model.is_onnx:
             shutil.copyfile(decl.model.path, onnx_path)
@@ -192,10 +223,44 @@ def quantize(decl: Declaration) -> QuantizeResult:
                 raise ModelLoadError(
                     f"{decl.name}: torch.onnx.export failed for {decl.model}: {type(exc).__name__}: {exc}"
                 ) from exc
+            # The same model with a dynamic time axis: the float reference on causal prefixes.
+            dynamic_path = tmp / "float_dynamic.onnx"
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    torch.onnx.export(
+                        model,
+                        (torch.zeros(decl.input_shape),),
+                        str(dynamic_path),
+                        opset_version=18,
+                        input_names=["input"],
+                        output_names=output_names,
+                        dynamic_axes={"input": {decl.time_axis: "frames"}},
+                        do_constant_folding=True,
+                        dynamo=False,
+                    )
+                dynamic_onnx = without_output_shapes(dynamic_path.read_bytes())
+                dynamic_error = None
+            except Exception as exc:  # only the fidelity reference degrades to the declared length
+                dynamic_error = f"the export with a dynamic time axis failed: {type(exc).__name__}: {exc}"[:400]
         seconds["load"] = time.perf_counter() - t
+        original_onnx = onnx_path.read_bytes()
         states = expose_recurrent_state(decl.name, onnx_path, decl.input_shape[0])
+        t = time.perf_counter()
+        rewrite_check = check_rewrite(
+            decl.name, original_onnx, onnx_path.read_bytes() if states else original_onnx, states, decl.input_shape
+        )
+        float_ref = choose_float_reference(
+            original_onnx,
+            dynamic_onnx,
+            source="the user's ONNX model" if decl.model.is_onnx else "the user's torch model",
+            input_shape=decl.input_shape,
+            chunk_frames=decl.chunk_frames,
+            dynamic_error=dynamic_error,
+        )
+        seconds["float_check"] = time.perf_counter() - t
 
         samples, calib_deps, random_calibration = load_calibration(decl)
+        calibration_frames = np.concatenate(samples[:64], axis=decl.time_axis)
         deps = sorted(set(deps) | set(calib_deps))
         calib: list[Any] = [torch.from_numpy(s) for s in samples]
         input_shapes = [list(decl.input_shape)]
@@ -203,8 +268,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
         if states:
             rng = np.random.default_rng(0)
             calib = [
-                [x] + [torch.from_numpy(rng.uniform(-1, 1, st.shape).astype(np.float32) * _STATE_CALIBRATION_SPAN)
-                       for st in states]
+                [x] + [torch.from_numpy(_calibration_state(st, rng)) for st in states]
                 for x in calib
             ]  # fmt: skip
             input_shapes += [list(st.shape) for st in states]
@@ -213,6 +277,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
         platform = get_target_platform(decl.ppq_target, decl.bits)
         plan_box: dict[str, StreamingPlan] = {}
         streaming_meta: dict[str, str] = {}
+        layout_perms: dict[str, list[int]] = {}
 
         def streaming_pass(graph: Any) -> None:
             info = ExporterPatternInfo()
@@ -225,6 +290,8 @@ def quantize(decl: Declaration) -> QuantizeResult:
             )
             apply_plan(graph, plan, insert_streaming_cache_op, info.get_var_permute)
             plan_box["plan"] = plan
+            for var_name in [*graph.inputs, *graph.outputs]:
+                layout_perms[var_name] = [int(p) for p in info.get_var_permute(var_name) or []]
             # The exporter writes metadata after this pass: record the derived contract.
             streaming_meta.update(_metadata(decl, plan, esp_ppq_version))
 
@@ -252,19 +319,55 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     "1.3.12 does not handle: simplify that layer or export it differently"
                 ) from exc
             _check_errors(decl, capture, "calibrating", 0)
+            # ESP-DL's Gather uses indices as they are (no wrap-around): give the offline export x[..., -1] as
+            # T - 1; the streaming export keeps -1, which the planner rewrites to count from the chunk's start.
+            # The offline file records the indices as the user wrote them (GATHER_FROM_END_PREFIX), so the
+            # verifier can run it on other lengths (the causal prefixes) as the user's model would.
+            negative_gathers = []
+            gathers_from_end: dict[str, str] = {}
+            for gop in graph.operations.values():
+                if gop.type == "Gather" and len(gop.inputs) > 1 and gop.inputs[1].is_parameter:
+                    idx = gop.inputs[1].value
+                    shape = gop.inputs[0].shape
+                    if shape is not None and bool((idx < 0).any()):
+                        size = int(shape[int(gop.attributes.get("axis", 0))])
+                        gop.inputs[1].value = torch.where(idx < 0, idx + size, idx)
+                        negative_gathers.append((gop.inputs[1], idx))
+                        written = ",".join(str(int(v)) for v in idx.reshape(-1).tolist())
+                        gathers_from_end[f"{GATHER_FROM_END_PREFIX}{gop.name}"] = written
             seconds["calibrate"] = time.perf_counter() - t
 
             t = time.perf_counter()
             mark = len(capture.errors)
             values = generate_test_value(graph, "cpu", calib[0] if states else [calib[0]])
-            PFL.Exporter(platform=platform).export(
-                str(tmp / "offline.espdl"),
-                graph,
-                values_for_test=values,
-                export_config=False,
-                metadata_props=_metadata(decl, None, esp_ppq_version),
-            )
+            offline_meta = {**_metadata(decl, None, esp_ppq_version), **gathers_from_end}
+            for st in states:
+                offline_meta.update(st.metadata())
+
+            def export_offline() -> None:
+                PFL.Exporter(platform=platform).export(
+                    str(tmp / "offline.espdl"),
+                    graph,
+                    values_for_test=values,
+                    export_config=False,
+                    metadata_props=offline_meta,
+                )
+
+            export_offline()
+            if any(st.initial is not None for st in states):
+                # A learned initial state is stored as the raw integers the layer reads, at the exponent
+                # of its state output: known once exported (export is cheap: export again with it).
+                offline_model = read_espdl((tmp / "offline.espdl").read_bytes(), source=f"{decl.name}.offline.espdl")
+                try:
+                    initial_meta = initial_state_metadata(states, offline_model, rounding_for_target(decl.chip))
+                except StreamingConversionError as exc:
+                    raise StreamingConversionError(f"{decl.name}: {exc}") from exc
+                offline_meta.update(initial_meta)
+                export_offline()
+            streaming_meta.update({k: v for k, v in offline_meta.items() if k.startswith("espdl_streaming.state_")})
             _check_errors(decl, capture, "exporting the offline model", mark)
+            for var, idx in negative_gathers:
+                var.value = idx
             mark = len(capture.errors)
             PFL.Exporter(platform=platform).export(
                 str(tmp / "streaming.espdl"),
@@ -289,4 +392,11 @@ def quantize(decl: Declaration) -> QuantizeResult:
             warnings=capture.warnings,
             seconds=seconds,
             states=states,
+            float_onnx=float_ref.onnx,
+            float_any_length=float_ref.any_length,
+            float_reference=float_ref.description,
+            float_reference_note=float_ref.note,
+            rewrite_check=rewrite_check,
+            layout_perms=layout_perms,
+            calibration_frames=calibration_frames,
         )

@@ -7,7 +7,8 @@ integer step depends on the engine: the numpy simulator (``python``) or the C++ 
 built for the host (``host``, :mod:`espdl_streaming.host_engine`).
 
 Recurrent state: inputs ``state_in_K`` and outputs ``state_out_K`` are not user tensors.
-Before the first chunk ``state_in_K`` holds zeros; after every chunk it gets the raw
+Before the first chunk ``state_in_K`` holds the model's initial state (zeros, or the learned
+initial state recorded in the file's metadata); after every chunk it gets the raw
 integers of ``state_out_K``.  The frames feed the one other input; the outputs written are
 the other outputs.
 
@@ -21,7 +22,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .espdl import (
     StateLoop,
     ValueInfo,
     dequantize,
+    initial_states,
     is_state_input,
     is_state_output,
     load_espdl,
@@ -63,6 +65,7 @@ class StreamSpec:
     input: ValueInfo  # the streamed input, [1, chunk_frames, *frame_shape]
     outputs: list[ValueInfo]  # user outputs (no state), sorted by name
     state: StateLoop
+    time_axes: dict[str, int | None] = field(default_factory=dict)  # per output, as the build recorded
 
     @property
     def chunk_frames(self) -> int:
@@ -92,11 +95,19 @@ def stream_spec(model: EspdlModel, source: str) -> StreamSpec:
     if not outputs:
         raise EspdlFormatError(f"{source}: the model has no outputs besides state_out_K")
     for v in (stream, *outputs):
+        if v is not stream and v.dtype == "float32":
+            continue  # real values (ESP-DL's Softmax output), no exponent
         if v.exponent is None or v.dtype not in ("int8", "int16"):
             raise EspdlFormatError(
                 f"{source}: '{v.name}' is {v.dtype} without an exponent: not a quantized ESP-DL model"
             )
-    return StreamSpec(source, stream, outputs, StateLoop(pairs))
+    return StreamSpec(
+        source,
+        stream,
+        outputs,
+        StateLoop(pairs, initial_states(model, pairs, source)),
+        {v.name: model.output_time_axis(v.name) for v in outputs},
+    )
 
 
 # --------------------------------------------------------------------------- target
@@ -197,33 +208,48 @@ def quantize_chunks(frames: np.ndarray, spec: StreamSpec, rounding: Rounding) ->
     return [{spec.input.name: q[k]} for k in range(count)], dropped
 
 
-def has_time_axis(recorded: Sequence[int], chunk_shape: Sequence[int]) -> bool:
-    """Whether an output's axis 1 is time.  esp-ppq records the offline shape of a streaming
-    model's outputs, so a per-frame output differs from it on axis 1; rank >= 3 outputs are
-    [1, frames, ...] in the exported layout."""
+def time_axis(recorded: Sequence[int], chunk_shape: Sequence[int], built: int | None = None) -> int | None:
+    """An output's time axis, None when it has none: what the build recorded in the model's metadata
+    (`built`), else from the shapes: esp-ppq records the offline shape of a streaming model's outputs,
+    so a per-frame output differs from it on axis 1, and rank >= 3 outputs are [1, frames, ...] in
+    the exported layout."""
+    if built is not None:
+        return built if built < len(chunk_shape) else None
     if len(chunk_shape) >= 3:
-        return True
-    return len(recorded) == len(chunk_shape) == 2 and recorded[0] == chunk_shape[0] and recorded[1] != chunk_shape[1]
+        return 1
+    same_rank = len(recorded) == len(chunk_shape) == 2
+    return 1 if same_rank and recorded[0] == chunk_shape[0] and recorded[1] != chunk_shape[1] else None
+
+
+def _real(info: ValueInfo, raw: np.ndarray) -> np.ndarray:
+    """The float32 values of one raw output: q * 2^exponent, or a float32 output's values bit for bit."""
+    if info.dtype == "float32":
+        if raw.dtype != np.float32:
+            raise RuntimeError(f"the engine returned {raw.dtype} for the float32 output '{info.name}'")
+        return raw.copy()
+    assert info.exponent is not None
+    return dequantize(raw, info.exponent).astype(np.float32)
 
 
 def assemble_outputs(spec: StreamSpec, results: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Dequantize every chunk's user outputs to float32 and put them together: concatenated along
-    axis 1 for outputs with a time axis, stacked on a new axis 1 ([1, chunks, ...]) otherwise."""
+    """Dequantize every chunk's user outputs to float32 (a float32 output, ESP-DL's Softmax, as it is)
+    and put them together: concatenated along axis 1 for outputs with a time axis, stacked on a new
+    axis 1 ([1, chunks, ...]) otherwise."""
     assembled: dict[str, np.ndarray] = {}
     for info in spec.outputs:
         chunks = []
         for k, result in enumerate(results):
             if info.name not in result:
                 raise RuntimeError(f"the engine returned no output '{info.name}' for chunk {k}")
-            assert info.exponent is not None
-            chunks.append(dequantize(np.asarray(result[info.name]), info.exponent).astype(np.float32))
+            chunks.append(_real(info, np.asarray(result[info.name])))
         shape = chunks[0].shape
         if any(c.shape != shape for c in chunks):
             raise RuntimeError(
                 f"output '{info.name}' changes shape between chunks: {sorted({c.shape for c in chunks})}"
             )
-        if has_time_axis(info.shape, shape):
-            assembled[info.name] = np.concatenate(chunks, axis=1)
+        axis = time_axis(info.shape, shape, spec.time_axes.get(info.name))
+        if axis is not None:
+            assembled[info.name] = np.concatenate(chunks, axis=axis)
         else:
             assembled[info.name] = np.stack(chunks, axis=1 if len(shape) >= 1 and shape[:1] == (1,) else 0)
     return assembled
@@ -233,7 +259,7 @@ def assemble_outputs(spec: StreamSpec, results: list[dict[str, np.ndarray]]) -> 
 
 
 def python_engine(model: EspdlModel, rounding: Rounding) -> IntEngine:
-    """The numpy simulator, fresh caches and zero state, state looped back after every chunk."""
+    """The numpy simulator, fresh caches and the initial state, state looped back after every chunk."""
 
     def run(chunks: list[IntChunk]) -> list[IntChunk]:
         sim = LoopedSimulator(model, rounding)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from math import ceil
+from math import ceil, lcm
 from typing import Any
 
 from .errors import StreamingConversionError
@@ -44,6 +44,13 @@ AXIS_REDUCING = {
     "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
     "ArgMax", "ArgMin", "TopK", "Split", "LayerNormalization", "LayerNorm", "RMSNormalization",
     "CumSum", "Hardmax",
+}  # fmt: skip
+# Ops whose axis is an attribute with this default (their input 1, if any, is not a list of axes).
+_AXIS_ATTRIBUTE_DEFAULT = {"Split": 0, "TopK": -1, "ArgMax": 0, "ArgMin": 0, "Hardmax": -1}
+# Elementwise ops that broadcast their operands numpy-style.
+BROADCASTING = {
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Greater", "Less",
+    "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Where", "Mod",
 }  # fmt: skip
 WHOLE_SEQUENCE = {"GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "Attention"}
 RECURRENT = {"GRU", "LSTM", "RNN"}
@@ -85,16 +92,32 @@ class StreamingPlan:
     outputs: dict[str, VarState] = field(default_factory=dict)
     pads_cleared: list[str] = field(default_factory=list)
     recurrent_nodes: list[str] = field(default_factory=list)
+    # Reshape node -> (input's exported time axis, index of the frames in its target shape).
+    reshape_frames: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def output_leads(self) -> dict[str, int | None]:
         """Per graph output: offline frame index - streaming frame index, or None without a time axis."""
         return {name: int(st.lead) if st.kind == "stream" else None for name, st in self.outputs.items()}
+
+    def output_axes(self) -> dict[str, int | None]:
+        """Per graph output: its exported time axis (1 unless the model moves time elsewhere, e.g. an
+        NCW output after a per-frame Linear), or None without a time axis."""
+        return {name: st.axis if st.kind == "stream" else None for name, st in self.outputs.items()}
 
     @property
     def receptive_field(self) -> int:
         """Input frames the convolutional part of an output frame reads (a recurrent state adds the
         whole history on top: see ``recurrent``)."""
         return ceil(max((s.receptive_field for s in self.outputs.values()), default=Fraction(1)))
+
+    @property
+    def total_stride(self) -> int:
+        """Input frames per frame of the most downsampled output (the lcm over outputs): a window of
+        the offline model lines up with the streaming frames only when it starts at a multiple of it."""
+        stride = 1
+        for s in self.outputs.values():
+            stride = lcm(stride, s.stride.numerator)
+        return stride
 
     @property
     def recurrent(self) -> bool:
@@ -155,6 +178,16 @@ class _Planner:
 
     def logical_axis(self, var: Any, exported_axis: int) -> int:
         return self.perm(var)[exported_axis]
+
+    def shape(self, var: Any) -> list[int]:
+        """The exported shape of `var`.  esp-ppq records the output of a Transpose its layout pass inserts
+        with its input's *logical* shape permuted, not the exported one: derive it from the input."""
+        src_op = getattr(var, "source_op", None)
+        if src_op is not None and src_op.type == "Transpose" and src_op.inputs and src_op.inputs[0].shape:
+            shape = self.shape(src_op.inputs[0])
+            perm = _ints(src_op.attributes.get("perm")) or list(reversed(range(len(shape))))
+            return [shape[p] for p in perm]
+        return _exported_shape(var.shape or [], self.get_perm(var.name))
 
     def var_state(self, var: Any) -> VarState:
         if var.name in self.state:
@@ -252,14 +285,24 @@ class _Planner:
 
     # -- op rules ------------------------------------------------------------------------
     def _set_out(self, op: Any, src_var: Any, src: VarState, **changes: Any) -> None:
+        """The output keeps the input's exported time axis.
+
+        Axes are tracked in exported coordinates only: esp-ppq's layout pass gives an op's output the
+        layout of its (possibly explicitly transposed) input, and every layout change is an explicit
+        Transpose op.  Variables do not share one logical coordinate system (a Transpose esp-ppq inserts
+        starts a new one), so mapping through logical axes is wrong.  A rank change here is numpy
+        broadcasting against a higher-rank constant, which aligns from the right."""
+        rank_in = len(src_var.shape) if src_var.shape is not None else 0
         for out in op.outputs:
-            logical = self.logical_axis(src_var, src.axis)
-            rank_in, rank_out = len(src_var.shape or []), len(out.shape or [])
-            logical += rank_out - rank_in  # broadcasting aligns from the right
-            try:
-                axis = self.exported_axis(out, logical) if 0 <= logical < rank_out else src.axis
-            except ValueError:
-                axis = src.axis
+            rank_out = len(out.shape) if out.shape is not None else rank_in
+            axis = src.axis + rank_out - rank_in
+            if not 0 <= axis < rank_out:
+                raise self.refuse(
+                    op,
+                    f"turns '{src_var.name}' (rank {rank_in}, time on exported axis {src.axis}) into "
+                    f"'{out.name}' of rank {rank_out}, which drops the time axis",
+                    "keep the time axis (reduce or index other axes only)",
+                )
             self.state[out.name] = replace(src, axis=axis, pending_pad=0, zero_inserted=1, **changes)
 
     def elementwise(self, op: Any, live: list[tuple[int, Any, VarState]]) -> None:
@@ -272,8 +315,45 @@ class _Planner:
                 f"combines inputs that advance at different rates per chunk: {detail}",
                 "make both branches keep the same number of frames (same total stride, no slicing on one branch only)",
             )
+        if op.type in BROADCASTING:
+            self._check_constant_layout(op, live)
+        rank_out = len(op.outputs[0].shape) if op.outputs and op.outputs[0].shape is not None else None
+        if rank_out is not None:
+            aligned = {s.axis + rank_out - len(v.shape or []) for _, v, s in live if s.kind == "stream"}
+            if len(aligned) > 1:
+                detail = ", ".join(f"'{v.name}' (time on exported axis {s.axis})" for _, v, s in live)
+                raise self.refuse(
+                    op,
+                    f"combines inputs whose time axes do not line up: {detail}",
+                    "combine tensors that keep time on the same axis",
+                )
         _, var, src = max(live, key=lambda t: t[2].receptive_field)
         self._set_out(op, var, src)
+
+    def _check_constant_layout(self, op: Any, live: list[tuple[int, Any, VarState]]) -> None:
+        """esp-ppq 1.3.12 keeps the constant operand of a broadcasting op in its torch layout while the
+        other operand may be exported channels-last: the exported op then broadcasts against the wrong
+        axes (the offline model is wrong as well)."""
+        live_names = {v.name for _, v, _ in live}
+        for _, var, _ in live:
+            perm = self.perm(var)
+            for const in op.inputs:
+                if const.name in live_names or const.value is None or not hasattr(const.value, "shape"):
+                    continue
+                shape = [int(d) for d in const.value.shape]
+                if len(shape) > len(perm):
+                    continue  # esp-ppq restored the torch layout of the other operand
+                full = [1] * (len(perm) - len(shape)) + shape
+                if all(d == 1 or perm[i] == i for i, d in enumerate(full)):
+                    continue
+                raise self.refuse(
+                    op,
+                    f"combines '{var.name}', exported channels-last as {self.shape(var)}, with the constant "
+                    f"'{const.name}' {shape}, which esp-ppq 1.3.12 keeps in the torch layout: ESP-DL would "
+                    "broadcast it along the wrong axes (in the offline model too)",
+                    "fold a per-channel scale/offset into the neighbouring Conv's weights and bias, or apply it "
+                    "as a depthwise 1x1 Conv (groups=channels)",
+                )
 
     def conv_like(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         index, var, src = streams[0]
@@ -306,6 +386,13 @@ class _Planner:
                 op,
                 f"uses auto_pad={auto_pad}: it reads {future} future frame(s)",
                 "use causal padding: (kernel-1)*dilation frames on the left of the time axis only",
+            )
+        if op.type == "AveragePool" and pads[0] and not int(op.attributes.get("count_include_pad", 0)):
+            raise self.refuse(
+                op,
+                f"averages the first frames over fewer than {k} frames (padding {pads[0]} with "
+                "count_include_pad=0), while a streaming cache always holds a full window",
+                "pad explicitly with zeros (F.pad(x, (k - 1, 0))) before an AvgPool1d without padding",
             )
         begin, end = pads[0] + src.pending_pad, pads[spatial]
         if src.zero_inserted > 1:
@@ -374,7 +461,13 @@ class _Planner:
     def axis_reducing(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         _, var, src = streams[0]
         rank = len(var.shape or [])
-        axes = _axes_from_attr_or_input(op, rank, 1)
+        axes: list[int] | None
+        if op.type in _AXIS_ATTRIBUTE_DEFAULT:  # input 1 (if any) holds sizes or K, not axes
+            axes = [(int(op.attributes.get("axis", _AXIS_ATTRIBUTE_DEFAULT[op.type])) + rank) % rank]
+        else:
+            axes = _axes_from_attr_or_input(op, rank, 1)
+        if op.type.startswith("Reduce") and not axes:  # no axes: all of them, unless noop_with_empty_axes
+            axes = [] if int(op.attributes.get("noop_with_empty_axes", 0)) else list(range(rank))
         if op.type in ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization") and axes is None:
             axes = [rank - 1]
         if op.type in ("LayerNormalization", "LayerNorm", "RMSNormalization"):
@@ -388,6 +481,19 @@ class _Planner:
                 "of the sequence, so a chunk cannot reproduce the offline result",
                 "apply it per frame (over channels), or keep it out of the streaming model",
             )
+        if op.type in ("Softmax", "LayerNormalization") and len(op.outputs) == 1:
+            # ESP-DL writes the result in the input's exported layout and shape: time keeps its axis.
+            self.state[op.outputs[0].name] = replace(src, pending_pad=0, zero_inserted=1)
+            return
+        if (op.type.startswith("Reduce") or op.type in ("ArgMax", "ArgMin")) and not int(
+            op.attributes.get("keepdims", 1)
+        ):
+            # The reduced axes (exported coordinates: esp-ppq rewrites them with the layout) disappear:
+            # time moves down by the number of them in front of it.
+            axis = src.axis - sum(1 for a in set(axes) if a < src.axis)
+            for out in op.outputs:
+                self.state[out.name] = replace(src, axis=axis, pending_pad=0, zero_inserted=1)
+            return
         self._set_out(op, var, src)
 
     def op_Concat(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
@@ -506,7 +612,7 @@ class _Planner:
             self._set_out(op, var, src)
             return
         i = axes.index(src.axis)
-        offline_frames = _exported_shape(var.shape, self.perm(var))[src.axis]
+        offline_frames = self.shape(var)[src.axis]
         start, end, step = starts[i], ends[i], steps[i]
         if step != 1 or start >= 0 or end < offline_frames:
             raise self.refuse(
@@ -525,9 +631,9 @@ class _Planner:
 
     def _reshape_like(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         _, var, src = streams[0]
-        in_shape = _exported_shape(var.shape, self.perm(var))
+        in_shape = self.shape(var)
         out = op.outputs[0]
-        out_shape = _exported_shape(out.shape, self.perm(out))
+        out_shape = self.shape(out)
         before = 1
         for d in in_shape[: src.axis]:
             before *= d
@@ -545,6 +651,9 @@ class _Planner:
                         self.state[o.name] = replace(src, axis=j)
                     return
                 if after_in == after_out and self._retarget_reshape(op, j, in_shape[src.axis], src.frames):
+                    # The offline model's Reshape holds the declared frame count at index j: a run of it on
+                    # another length (the verifier's prefixes) takes the frames of its input's axis.
+                    self.plan.reshape_frames[op.name] = (src.axis, j)
                     for o in op.outputs:
                         self.state[o.name] = replace(src, axis=j)
                     return
@@ -582,14 +691,115 @@ class _Planner:
 
     op_Flatten = _reshape_like
     op_Reshape = _reshape_like
-    op_Squeeze = _reshape_like
-    op_Unsqueeze = _reshape_like
+
+    def op_Squeeze(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        """Removes size-1 axes (exported coordinates: esp-ppq restores the input's layout first): time moves
+        down by the number of them in front of it."""
+        _, var, src = streams[0]
+        shape = self.shape(var)
+        axes = _axes_from_attr_or_input(op, len(shape), 1)
+        if axes is None:  # no axes: every axis of size 1
+            axes = [i for i, d in enumerate(shape) if d == 1]
+        if src.axis in axes:
+            raise self.refuse(
+                op,
+                f"squeezes the time axis (exported axis {src.axis}) of '{var.name}'",
+                "squeeze other axes only (name them: x.squeeze(3))",
+            )
+        axis = src.axis - sum(1 for a in set(axes) if a < src.axis)
+        for out in op.outputs:
+            self.state[out.name] = replace(src, axis=axis, pending_pad=0, zero_inserted=1)
+
+    def op_Unsqueeze(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        """Inserts size-1 axes (numbered in the output): time lands on the output axis that is the
+        src.axis-th of those not inserted."""
+        _, var, src = streams[0]
+        rank_out = len(op.outputs[0].shape) if op.outputs[0].shape is not None else None
+        axes = op.attributes.get("axes")
+        if axes is None and len(op.inputs) > 1 and op.inputs[1].value is not None:
+            axes = op.inputs[1].value
+        if axes is None:
+            raise self.refuse(op, "has non-constant axes", "unsqueeze constant axes")
+        values = _ints(axes)
+        rank_out = rank_out if rank_out is not None else len(self.shape(var)) + len(values)
+        inserted = {(a + rank_out) % rank_out for a in values}
+        kept = [i for i in range(rank_out) if i not in inserted]
+        for out in op.outputs:
+            self.state[out.name] = replace(src, axis=kept[src.axis], pending_pad=0, zero_inserted=1)
+
+    def op_Gather(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
+        """Gather with constant indices. Off the time axis it passes the frames through (a scalar index
+        removes its axis: a time axis after it moves down by one). On the time axis it keeps frames
+        counted from the end, like the last-N Slice: x[..., -1] is the last frame (window 1, no cache);
+        -N needs the last N frames (a tail cache when N exceeds the frames per chunk). The index is
+        rewritten to count from the start of the streaming tensor, since ESP-DL's Gather does not wrap
+        negative indices around."""
+        index, var, src = streams[0]
+        indices = op.inputs[1] if len(op.inputs) > 1 else None
+        if index != 0 or indices is None or indices.value is None:
+            raise self.refuse(op, "takes its indices from a computed tensor", "index with constants")
+        rank = len(var.shape or [])
+        axis = (int(op.attributes.get("axis", 0)) + rank) % rank
+        values = _ints(indices.value)
+        index_rank = len(indices.value.shape) if hasattr(indices.value, "shape") else len(values)
+        if axis != src.axis:
+            if any(v < 0 for v in values):  # ESP-DL does not wrap negative indices: count from the start
+                size = self.shape(var)[axis]
+                target = indices.value
+                positive = [v + size if v < 0 else v for v in values]
+                if hasattr(target, "new_tensor"):
+                    indices.value = target.new_tensor(positive).reshape(target.shape)
+                else:
+                    indices.value = positive[0] if index_rank == 0 else positive
+            new_axis = src.axis + index_rank - 1 if axis < src.axis else src.axis
+            for out in op.outputs:
+                self.state[out.name] = replace(src, axis=new_axis, pending_pad=0, zero_inserted=1)
+            return
+        # Only indices counted from the end (-1: the last frame) mean the same frames in every chunk. (A
+        # non-negative index cannot be told apart from "the last of the offline frames": esp-ppq's inserted
+        # variables do not record their real offline shapes.)
+        if not values or any(v >= 0 for v in values):
+            shown = values[0] if len(values) == 1 else values
+            raise self.refuse(
+                op,
+                f"keeps frame(s) {shown} of the time axis counted from the start, which depends on where the "
+                "sequence starts",
+                "keep the last frame (x[..., -1]) or the last N frames (x[..., -N:]) at the end of the model, or "
+                "index channels instead",
+            )
+        keep = -min(values)
+        window = max(1, keep - src.frames + 1)
+        if window > 1:
+            self.plan.entries.append(CacheEntry(var.name, op.name, op.type, window, src.axis, src.frames))
+        length = src.frames + window - 1  # frames of the streaming tensor this Gather reads
+        target = indices.value
+        rewritten = [length + v for v in values]
+        if hasattr(target, "new_tensor"):
+            indices.value = target.new_tensor(rewritten).reshape(target.shape)
+        else:
+            indices.value = rewritten[0] if index_rank == 0 else rewritten
+        for out in op.outputs:
+            self.state[out.name] = replace(
+                src,
+                kind="window",
+                axis=-1 if index_rank == 0 else src.axis,
+                frames=len(values),
+                receptive_field=src.receptive_field + (keep - 1) * src.stride,
+                pending_pad=0,
+                zero_inserted=1,
+            )
 
     def op_MatMul(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:
         index, var, src = streams[0]
         rank = len(var.shape or [])
         if len(streams) > 1 or (index == 0 and src.axis == rank - 1) or (index == 1 and src.axis == rank - 2):
             raise self.refuse(op, "contracts over the time axis", "apply it per frame (over channels)")
+        other = op.inputs[1 - index] if len(op.inputs) > 1 else None
+        if other is not None and other.shape is not None and len(other.shape) == 1 and src.axis < rank - 1:
+            # A vector operand removes its own (contracted) axis, not a leading one: time keeps its place.
+            for out in op.outputs:
+                self.state[out.name] = replace(src, pending_pad=0, zero_inserted=1)
+            return
         self._set_out(op, var, src)
 
     def op_Gemm(self, op: Any, streams: list[tuple[int, Any, VarState]]) -> None:

@@ -12,6 +12,7 @@ offline file; otherwise it cannot judge anything.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from .espdl import (
     StateLoop,
     ValueInfo,
     is_state_input,
+    is_state_output,
     quantize,
     read_espdl,
     rounding_for_target,
@@ -37,21 +39,49 @@ GOLDEN_CHUNKS = 4
 MAX_WARMUP_CHUNKS = 64
 
 
+# Output dtypes with real values: ESP-DL's Softmax always writes float32 (no exponent).
+FLOAT_DTYPES = ("float32",)
+_DTYPE_BYTES = {"int8": 1, "int16": 2, "float32": 4}
+
+
 @dataclass
 class TensorSpec:
     name: str
     shape: list[int]
     dtype: str
+    # real = q * 2^exponent; 0 for a float32 tensor, whose values are real (as esp-ppq records it and
+    # ESP-DL's tensor carries it), so every q * 2^exponent stays right.  The JSON says null for it.
     exponent: int
 
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": self.shape, "dtype": self.dtype, "exponent": self.exponent}
+        exponent = None if self.is_float else self.exponent
+        return {"name": self.name, "shape": self.shape, "dtype": self.dtype, "exponent": exponent}
 
     def elements_bytes(self) -> int:
         count = 1
         for d in self.shape:
             count *= d
-        return count * (2 if self.dtype == "int16" else 1)
+        return count * _DTYPE_BYTES[self.dtype]
+
+    def real(self, values: np.ndarray) -> np.ndarray:
+        """Real values of raw tensor values, float64: q * 2^exponent; a float32 tensor's values as they are."""
+        if self.is_float:
+            return np.asarray(values, np.float64)
+        return np.asarray(values, np.float64) * 2.0**self.exponent
+
+
+@dataclass
+class ComparedChunk:
+    """Streaming chunk k, equal to the offline model run on input frames [start, stop)."""
+
+    k: int
+    start: int
+    stop: int
+    outputs: dict[str, np.ndarray]  # dequantized streaming outputs (q * 2^exponent), float64
 
 
 @dataclass
@@ -74,11 +104,20 @@ class VerifyResult:
     reference: str = "prefix"  # "prefix": offline on [0, L); "window": offline on [L-T, L)
     # Recurrent state the glue loops back: (model input, model output) pairs, by index k.
     states: list[tuple[TensorSpec, TensorSpec]] = field(default_factory=list)
+    # Per state: the raw integers it starts from (a learned initial state), None for zeros.
+    state_initial: list[list[int] | None] = field(default_factory=list)
+    # For the float-fidelity measure (fidelity.py): the float stream before quantization
+    # ([frames, *features], exported layout) and every compared chunk.
+    float_stream: np.ndarray | None = None
+    compared: list[ComparedChunk] = field(default_factory=list)
 
 
 def _spec(v: ValueInfo) -> TensorSpec:
-    if v.exponent is None:
-        raise VerificationError(f"tensor '{v.name}' has no exponent: it is not quantized")
+    if v.dtype in FLOAT_DTYPES:
+        # Real values (ESP-DL's Softmax output): no scale, whatever exponent esp-ppq recorded.
+        return TensorSpec(v.name, [int(d) for d in v.shape], v.dtype, 0)
+    if v.exponent is None or v.dtype not in _DTYPE_BYTES:
+        raise VerificationError(f"tensor '{v.name}' is {v.dtype} without an exponent: it is not quantized")
     return TensorSpec(v.name, [int(d) for d in v.shape], v.dtype, int(v.exponent))
 
 
@@ -107,6 +146,66 @@ def _looped_pairs(decl: Declaration, model: EspdlModel, which: str) -> list[tupl
     return pairs
 
 
+def _float_test_rtol(model: EspdlModel, name: str, want: np.ndarray) -> float:
+    """Relative tolerance for esp-ppq's test values of float32 output `name` against the simulator.
+
+    Only ESP-DL's Softmax writes float32.  ESP-DL (and the simulator) and esp-ppq's torch reference
+    compute it from the same integers in float32, differently rounded: ESP-DL rounds exp (the C
+    library's, correctly rounded: u = 2^-24 relative), sums the n terms of the axis in order
+    ((n - 1) u) and divides (u); torch's vectorised exp is within 1 ulp (2u), its sum has the same
+    (n - 1) u bound in any order, and it may multiply by the reciprocal of the sum (2u).  To first
+    order the two results differ by at most (n + 1) u + (n + 3) u = (2n + 4) u; 4u more covers
+    the second-order terms.  n = 5 gives 1.1e-6, above the 2.2e-7 (2 ulps) measured on the zoo's
+    Softmax models at 8 and 16 bits.  An int16 Softmax input may itself be one step s = 2^e off in
+    esp-ppq's reference (the +-1 accepted for int16 outputs): inputs within +-s change every output
+    by a factor within exp(+-2s), so exp(2s) - 1 is added then.  Any other float32 output has no
+    known reason to differ: 0."""
+    producer = next((n for n in model.nodes if name in n.outputs), None)
+    if producer is None or producer.op_type != "Softmax" or want.ndim == 0:
+        return 0.0
+    axis = int(producer.attributes.get("axis", -1))
+    axis = axis + want.ndim if axis < 0 else axis
+    length = want.shape[axis] if 0 <= axis < want.ndim else 1
+    rtol = (2 * length + 8) * 2.0**-24
+    source = producer.inputs[0] if producer.inputs else ""
+    info = next((v for v in model.inputs if v.name == source), None) or model.value_info.get(source)
+    exponent = model.exponent_of(source)
+    if info is not None and info.dtype == "int16" and exponent is not None:
+        rtol += math.expm1(2.0 * 2.0**exponent)
+    return float(rtol)
+
+
+def _test_value_difference(model: EspdlModel, name: str, have: np.ndarray | None, want: np.ndarray) -> str | None:
+    """None when the simulator's `have` reproduces esp-ppq's test output `want`, else what differs."""
+    if have is None:
+        return "missing"
+    if have.shape != want.shape:
+        return f"shape {list(have.shape)} vs {list(want.shape)}"
+    if want.dtype.kind == "f" or have.dtype.kind == "f":
+        if have.dtype != want.dtype:
+            return f"dtype {have.dtype} vs {want.dtype}"
+        a, b = have.astype(np.float64), want.astype(np.float64)
+        rtol = _float_test_rtol(model, name, want)
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        with np.errstate(invalid="ignore"):
+            bad = ~same & ~(np.abs(a - b) <= rtol * np.abs(b))
+        if not bad.any():
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(a - b)[bad] / np.abs(b)[bad]
+        return (
+            f"{int(np.count_nonzero(bad))} of {want.size} float32 values differ by more than the relative tolerance "
+            f"{rtol:.3g}, max relative diff {float(np.max(rel)):.3g}"
+        )
+    # esp-ppq's 16-bit reference forward accumulates in float32 and can be one step off the
+    # exact result; ESP-DL's own Model::test() accepts +-1 for int16 for the same reason.
+    tolerance = 1 if want.dtype == np.int16 else 0
+    diff = np.abs(have.astype(np.int64) - want.astype(np.int64))
+    if np.max(diff, initial=0) <= tolerance:
+        return None
+    return f"{int(np.count_nonzero(have != want))} of {want.size} values differ, max |diff| {int(np.max(diff))}"
+
+
 def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simulator) -> int:
     if not model.test_inputs or not model.test_outputs:
         raise VerificationError(
@@ -115,24 +214,8 @@ def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simula
     got = sim.run(model.test_inputs)
     for name, want in sorted(model.test_outputs.items()):
         have = got.get(name)
-        # esp-ppq's 16-bit reference forward accumulates in float32 and can be one step off the
-        # exact result; ESP-DL's own Model::test() accepts +-1 for int16 for the same reason.
-        tolerance = 1 if want.dtype == np.int16 else 0
-        if (
-            have is None
-            or have.shape != want.shape
-            or np.max(np.abs(have.astype(np.int64) - want.astype(np.int64)), initial=0) > tolerance
-        ):
-            diff = (
-                "missing"
-                if have is None
-                else (
-                    f"shape {list(have.shape)} vs {list(want.shape)}"
-                    if have.shape != want.shape
-                    else f"{int(np.count_nonzero(have != want))} of {want.size} values differ, max |diff| "
-                    f"{int(np.max(np.abs(have.astype(np.int64) - want.astype(np.int64))))}"
-                )
-            )
+        diff = _test_value_difference(model, name, None if have is None else np.asarray(have), np.asarray(want))
+        if diff is not None:
             raise VerificationError(
                 f"{decl.name}: the host simulator does not reproduce esp-ppq's own test output '{name}' of "
                 f"the offline model ({diff}); the model uses something the simulator does not model exactly, so "
@@ -141,15 +224,18 @@ def _check_offline_test_values(decl: Declaration, model: EspdlModel, sim: Simula
     return len(model.test_outputs)
 
 
-def _comparable(stream_out: np.ndarray, offline_out: np.ndarray) -> np.ndarray | None:
-    """The part of the offline output that corresponds to one streaming chunk, or None."""
+def _comparable(stream_out: np.ndarray, offline_out: np.ndarray, axis: int | None = 1) -> np.ndarray | None:
+    """The part of the offline output that corresponds to one streaming chunk (its last frames on the
+    output's time axis `axis`), or None."""
     if stream_out.shape == offline_out.shape:
         return offline_out
-    if stream_out.ndim != offline_out.ndim or stream_out.ndim < 2:
+    axis = 1 if axis is None else axis
+    if stream_out.ndim != offline_out.ndim or stream_out.ndim <= axis:
         return None
-    same = all(a == b for i, (a, b) in enumerate(zip(stream_out.shape, offline_out.shape)) if i != 1)
-    if same and offline_out.shape[1] >= stream_out.shape[1]:
-        return offline_out[:, offline_out.shape[1] - stream_out.shape[1] :]
+    same = all(a == b for i, (a, b) in enumerate(zip(stream_out.shape, offline_out.shape)) if i != axis)
+    frames, total = stream_out.shape[axis], offline_out.shape[axis]
+    if same and total >= frames:
+        return np.take(offline_out, range(total - frames, total), axis=axis)
     return None
 
 
@@ -172,39 +258,51 @@ def _first_bad_node(st_model: EspdlModel, st_trace: dict[str, np.ndarray], off_t
 
 
 class _OfflineRunner:
-    """The offline model with its recurrent state inputs (if any) held at zero."""
+    """The offline model with its recurrent state inputs (if any) held at the initial state."""
 
-    def __init__(self, sim: Simulator, zero_state: dict[str, np.ndarray]) -> None:
+    def __init__(self, sim: Simulator, start_state: dict[str, np.ndarray]) -> None:
         self.sim = sim
-        self.zero_state = zero_state
+        self.start_state = start_state
 
     def run(self, inputs: dict[str, np.ndarray], *, trace: bool = False) -> dict[str, np.ndarray]:
-        return self.sim.run({**inputs, **self.zero_state}, trace=trace)
+        return self.sim.run({**inputs, **self.start_state}, trace=trace)
 
 
-def _runs_on_any_length(sim: _OfflineRunner, name: str, q_stream: np.ndarray, frames: int) -> bool:
+def _check_same_initial_state(decl: Declaration, offline: dict[str, np.ndarray], stream: dict[str, np.ndarray]) -> None:
+    for name in sorted(set(offline) | set(stream)):
+        if name not in offline or name not in stream or not np.array_equal(offline[name], stream[name]):
+            raise VerificationError(
+                f"{decl.name}: the offline and the streaming model start recurrent state '{name}' from different "
+                "values; they were not exported from the same graph"
+            )
+
+
+def _length_problem(sim: _OfflineRunner, name: str, q_stream: np.ndarray, frames: int) -> str | None:
+    """Why the offline model cannot run on `frames` frames (None: it can)."""
     try:
         sim.run({name: q_stream[:, :frames]})
-    except (EspdlStreamingError, ValueError):  # the simulator's shape errors, numpy's broadcasting ones
-        return False
-    return True
+    except (EspdlStreamingError, ValueError) as exc:  # the simulator's shape errors, numpy's broadcasting ones
+        return str(exc)
+    return None
 
 
-def _aligned(stream_out: np.ndarray, offline_out: np.ndarray, lead: int | None, k: int) -> np.ndarray | None:
+def _aligned(
+    stream_out: np.ndarray, offline_out: np.ndarray, lead: int | None, k: int, axis: int | None = 1
+) -> np.ndarray | None:
     """The offline frames streaming chunk k computed: stream frames [k*F, (k+1)*F) are offline frames
-    [k*F + lead, (k+1)*F + lead) (lead from the streaming plan); None if the offline run lacks them."""
+    [k*F + lead, (k+1)*F + lead) on the output's time axis `axis` (lead and axis from the streaming
+    plan); None if the offline run lacks them."""
     if lead is None:
         return offline_out if offline_out.shape == stream_out.shape else None
-    frames = stream_out.shape[1]
-    start = k * frames + lead
-    if (
-        stream_out.ndim != offline_out.ndim
-        or stream_out.shape[2:] != offline_out.shape[2:]
-        or start < 0
-        or offline_out.shape[1] < start + frames
-    ):
+    axis = 1 if axis is None else axis
+    if stream_out.ndim != offline_out.ndim or stream_out.ndim <= axis:
         return None
-    return offline_out[:, start : start + frames]
+    frames = stream_out.shape[axis]
+    start = k * frames + lead
+    others_match = all(a == b for i, (a, b) in enumerate(zip(stream_out.shape, offline_out.shape)) if i != axis)
+    if not others_match or start < 0 or offline_out.shape[axis] < start + frames:
+        return None
+    return np.take(offline_out, range(start, start + frames), axis=axis)
 
 
 def verify(
@@ -213,21 +311,27 @@ def verify(
     streaming_bytes: bytes,
     *,
     receptive_field: int = 1,
+    total_stride: int = 1,
+    reshape_frames: dict[str, tuple[int, int]] | None = None,
     leads: dict[str, int | None] | None = None,
+    axes: dict[str, int | None] | None = None,
 ) -> VerifyResult:
     """`leads`: per output, offline frame index - streaming frame index (StreamingPlan.output_leads());
-    without it, the last frames of the offline output are compared."""
+    without it, the last frames of the offline output are compared. `axes`: per output, its exported
+    time axis (StreamingPlan.output_axes()); 1 when absent."""
+    axes = axes or {}
     rounding = rounding_for_target(decl.chip)
     off_model = read_espdl(offline_bytes, source=f"{decl.name}.offline.espdl")
     st_model = read_espdl(streaming_bytes, source=f"{decl.name}.espdl")
-    off_sim = Simulator(off_model, rounding, any_frames=True)
+    off_sim = Simulator(off_model, rounding, any_frames=True, reshape_frames=reshape_frames)
     checked_test_outputs = _check_offline_test_values(decl, off_model, off_sim)
     st_pairs = _looped_pairs(decl, st_model, "streaming")
-    off_pairs = _looped_pairs(decl, off_model, "offline")
+    _looped_pairs(decl, off_model, "offline")  # checked like the streaming model's; the start state comes below
     st_stream = LoopedSimulator(st_model, rounding, f"{decl.name}.espdl")
-    # The offline model starts every run from zero state (a fresh stream), like the streaming one.
-    off_zero = StateLoop(off_pairs).initial()
-    off_stream = _OfflineRunner(off_sim, off_zero)
+    # The offline model starts every run from the initial state (a fresh stream), like the streaming one.
+    off_start = StateLoop.of(off_model, f"{decl.name}.offline.espdl").initial()
+    off_stream = _OfflineRunner(off_sim, off_start)
+    _check_same_initial_state(decl, off_start, st_stream.loop.initial())
 
     stream_inputs = [v for v in st_model.inputs if not is_state_input(v.name)]
     off_inputs = [v for v in off_model.inputs if not is_state_input(v.name)]
@@ -244,8 +348,8 @@ def verify(
         )
     if off_in.exponent != in_spec.exponent:
         raise VerificationError(f"{decl.name}: offline and streaming inputs have different exponents")
-    state_names = {o.name for _, o in st_pairs}
-    out_specs = sorted((_spec(v) for v in st_model.outputs if v.name not in state_names), key=lambda s: s.name)
+    # User outputs: everything but the state-only outputs (a last state the user's model returns is both).
+    out_specs = sorted((_spec(v) for v in st_model.outputs if not is_state_output(v.name)), key=lambda s: s.name)
     state_specs = [(_spec(i), _spec(o)) for i, o in st_pairs]
     feature_shape = in_spec.shape[2:]
     chunk = decl.chunk_frames
@@ -259,7 +363,23 @@ def verify(
     # reference is the offline model on the window [L-T, L), valid once the receptive field and
     # a chunk fit in it (what the window cannot see does not reach the compared frames).
     offline_frames = decl.offline_frames
-    prefix_mode = _runs_on_any_length(off_stream, off_in.name, q_stream, offline_frames + chunk)
+    length_problem = _length_problem(off_stream, off_in.name, q_stream, offline_frames + chunk)
+    prefix_mode = length_problem is None
+    if not prefix_mode and st_pairs:
+        raise VerificationError(
+            f"{decl.name}: the offline model only runs on its declared {offline_frames} frames ({length_problem}), "
+            "and its GRU/LSTM state carries the whole stream, so no run of it reproduces what a streaming chunk "
+            "has seen: espdl_streaming cannot verify this model (a limit of the tool's reference, not of the "
+            "model); open an issue with the model"
+        )
+    if not prefix_mode and total_stride > 1 and offline_frames % total_stride:
+        raise VerificationError(
+            f"{decl.name}: the offline model only runs on its declared {offline_frames} frames ({length_problem}); "
+            f"windows of them line up with the streaming frames only when the length is a multiple of the total "
+            f"stride {total_stride}: declare --input-shape with {offline_frames - offline_frames % total_stride} "
+            f"or {offline_frames - offline_frames % total_stride + total_stride} frames so espdl_streaming can "
+            "check the streaming model"
+        )
     if not prefix_mode and receptive_field + chunk - 1 > offline_frames:
         raise VerificationError(
             f"{decl.name}: the offline model only runs on its declared {offline_frames} frames, which is shorter "
@@ -270,6 +390,7 @@ def verify(
     st_stream.reset()
     checked = warmup = 0
     golden: list[list[np.ndarray]] = [[] for _ in out_specs]
+    compared: list[ComparedChunk] = []
     k = 0
     while checked < decl.verify_chunks:
         if k >= total_chunks:
@@ -306,17 +427,18 @@ def verify(
             off_out = None
         refs = None
         if off_out is not None and prefix_mode and leads is not None:
-            refs = [_aligned(np.asarray(st_out[s.name]), np.asarray(off_out[s.name]), leads.get(s.name), k)
-                    for s in out_specs]  # fmt: skip
+            refs = [_aligned(np.asarray(st_out[s.name]), np.asarray(off_out[s.name]), leads.get(s.name), k,
+                             axes.get(s.name)) for s in out_specs]  # fmt: skip
             if any(r is None for r in refs) and (k + 2) * chunk <= q_stream.shape[1]:
                 # An upsampling layer can need the next input frame before the offline model emits the
                 # frames this chunk produced; causality makes the longer prefix a valid reference.
                 prefix = q_stream[:, : (k + 2) * chunk]
                 longer = off_stream.run({off_in.name: prefix})
-                refs = [_aligned(np.asarray(st_out[s.name]), np.asarray(longer[s.name]), leads.get(s.name), k)
-                        for s in out_specs]  # fmt: skip
+                refs = [_aligned(np.asarray(st_out[s.name]), np.asarray(longer[s.name]), leads.get(s.name), k,
+                                 axes.get(s.name)) for s in out_specs]  # fmt: skip
         elif off_out is not None:
-            refs = [_comparable(np.asarray(st_out[s.name]), np.asarray(off_out[s.name])) for s in out_specs]
+            refs = [_comparable(np.asarray(st_out[s.name]), np.asarray(off_out[s.name]), axes.get(s.name))
+                    for s in out_specs]  # fmt: skip
         if refs is None or any(r is None for r in refs):
             if prefix_len >= decl.offline_frames or checked:
                 raise VerificationError(
@@ -346,6 +468,10 @@ def verify(
                     f"{int(np.count_nonzero(diff))} differing values "
                     f"(max |diff| {int(diff.max())}); first differing: {where}"
                 )
+        compared.append(
+            ComparedChunk(k, max(start, 0), max(start, 0) + prefix.shape[1],
+                          {s.name: np.asarray(st_out[s.name], np.float64) * 2.0**s.exponent for s in out_specs})
+        )  # fmt: skip
         checked += 1
         k += 1
     golden_chunks = min(GOLDEN_CHUNKS, k)
@@ -367,6 +493,12 @@ def verify(
         golden_chunks=golden_chunks,
         rounding=rounding,
         states=state_specs,
+        state_initial=[
+            [int(v) for v in st_stream.loop.start[i.name].reshape(-1)] if i.name in st_stream.loop.start else None
+            for i, _ in st_pairs
+        ],
+        float_stream=stream,
+        compared=compared,
     )
 
 

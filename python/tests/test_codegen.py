@@ -83,6 +83,7 @@ def make_glue(rounding: str = "half_even", placement: dict[str, str] | None = No
         "name": "kws",
         "target": "esp32p4" if rounding == "half_even" else "esp32s3",
         "command_line": "python -m espdl_streaming build --name kws --model model.py:make",
+        "espdl_versions": ">=3.3.8,<4.0.0",
         "chunk_frames": CHUNK,
         "feature_dim": FEATURES,
         "rounding": rounding,

@@ -109,6 +109,67 @@ def test_the_engine_implements_every_simulator_operator() -> None:
     assert engine_ops == set(_KERNELS)
 
 
+@pytest.mark.parametrize(
+    ("name", "target", "bits", "op"),
+    [
+        ("layernorm_btc", "esp32p4", 8, "LayerNormalization"),
+        ("layernorm_per_frame", "esp32s3", 16, "LayerNormalization"),
+        ("gather_channel", "esp32c3", 8, "Gather"),
+    ],
+)
+def test_float32_kernels_match_the_simulator(
+    host_engine: Path, tmp_path: Path, name: str, target: str, bits: int, op: str
+) -> None:
+    """LayerNormalization computes in float32 as ESP-DL does (sqrt_newton, the chip's float rounding):
+    the engine reproduces the simulator bit for bit, also on frames that are constant (variance 0) or
+    saturated; Gather copies the indexed channel."""
+    from sim_models import export_with_test_values
+    from zoo import faithful_ops
+
+    path = export_with_test_values(getattr(faithful_ops, name)(), [1, 8, 16], tmp_path / "m.espdl", target, bits, False)
+    model = load_espdl(path)
+    assert op in {n.op_type for n in model.nodes}
+    info = model_info(host_engine, path)
+    rng = np.random.default_rng(3)
+    chunks = [dict(model.test_inputs)] + [{t["name"]: random_ints(rng, t) for t in info["inputs"]} for _ in range(3)]
+    for t in info["inputs"]:
+        limits = np.iinfo(t["dtype"])
+        for value in (0, limits.max, limits.min):
+            chunks.append({t["name"]: np.full(t["shape"], value, dtype=t["dtype"])})
+    assert_engine_matches_simulator(host_engine, path, rounding_for_target(target), 0, inputs=chunks)
+
+
+@pytest.mark.parametrize(
+    ("op", "target", "bits"),
+    [
+        ("ReduceMean", "esp32p4", 8),
+        ("ReduceMean", "esp32s3", 16),
+        ("ReduceMax", "esp32c3", 16),
+        ("ReduceMin", "esp32s3", 8),
+        ("ReduceSum", "esp32p4", 16),
+        ("ReduceSum", "esp32c3", 8),
+    ],
+)
+def test_reduce_kernels_match_the_simulator(host_engine: Path, tmp_path: Path, op: str, target: str, bits: int) -> None:
+    """ReduceMean (float32 with the chip's float rounding), ReduceSum (the chip's shift rounding) and
+    ReduceMax/Min (integers copied) over frequency: bit for bit with the simulator, also on constant
+    and saturated inputs."""
+    from sim_models import export_with_test_values
+    from test_reduce_ops import ReduceHead
+
+    path = export_with_test_values(ReduceHead(op), [1, 1, 8, 12], tmp_path / "m.espdl", target, bits, False)
+    model = load_espdl(path)
+    assert op in {n.op_type for n in model.nodes}
+    info = model_info(host_engine, path)
+    rng = np.random.default_rng(5)
+    chunks = [dict(model.test_inputs)] + [{t["name"]: random_ints(rng, t) for t in info["inputs"]} for _ in range(3)]
+    for t in info["inputs"]:
+        limits = np.iinfo(t["dtype"])
+        for value in (0, limits.max, limits.min):
+            chunks.append({t["name"]: np.full(t["shape"], value, dtype=t["dtype"])})
+    assert_engine_matches_simulator(host_engine, path, rounding_for_target(target), 0, inputs=chunks)
+
+
 # --------------------------------------------------------------------------- bad files
 
 

@@ -387,9 +387,34 @@ def test_recurrent_model_streams_like_the_offline_model(lstm_build: Path, tmp_pa
 
 def test_time_axis_rule() -> None:
     # esp-ppq records the offline shape of a streaming model's outputs
-    assert run_mod.has_time_axis((1, 20, 4), (1, 4, 4))
-    assert run_mod.has_time_axis((1, 20), (1, 4))  # a per-frame scalar
-    assert not run_mod.has_time_axis((1, 8), (1, 8))  # one result per chunk
+    assert run_mod.time_axis((1, 20, 4), (1, 4, 4)) == 1
+    assert run_mod.time_axis((1, 20), (1, 4)) == 1  # a per-frame scalar
+    assert run_mod.time_axis((1, 8), (1, 8)) is None  # one result per chunk
+    # what the build recorded wins: an NCW output after a per-frame Linear keeps time on axis 2
+    assert run_mod.time_axis((1, 3, 16), (1, 3, 4), built=2) == 2
+
+
+def test_ncw_output_streams_verifies_and_runs_along_its_time_axis(tmp_path: Path) -> None:
+    """A per-frame Linear followed by a transpose back to [B, C, T]: the exported output keeps time on
+    axis 2; the verifier compares it there, and run concatenates the chunks there."""
+    model = tmp_path / "ncw_out.py"
+    model.write_text(
+        "import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.inp = nn.Conv1d(8, 12, 1)\n        self.lin = nn.Linear(12, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.lin(torch.relu(self.inp(x)).transpose(1, 2)).transpose(1, 2)\n\n\n"
+        "def build():\n    torch.manual_seed(1)\n    return M().eval()\n"
+    )
+    out = tmp_path / "out"
+    r = run_cli(*build_args("ncw_out", f"{model}:build", "1,8,16", 4, "esp32p4", out, "--calib-steps", "4"))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "ncw_out.report.json").read_text())
+    assert report["outputs"][0]["shape"] == [1, 3, 4] and report["streaming"]["verified"] is True
+    frames = np.random.default_rng(3).standard_normal((12, 8)).astype(np.float32)
+    np.save(tmp_path / "frames.npy", frames)
+    r = run_cli("run", out / "ncw_out.espdl", "--input", tmp_path / "frames.npy", "--out", tmp_path / "y.npy")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "y.npy").shape == (1, 3, 12)
 
 
 # ---------------------------------------------------------------------------------------------

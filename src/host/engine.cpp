@@ -412,14 +412,18 @@ void sort_by_name(slot **slots, uint32_t count)
     }
 }
 
-esp_err_t check_io_slot(error_sink &err, const char *role, const slot &s)
+esp_err_t check_io_slot(error_sink &err, const char *role, const slot &s, bool real_ok = false)
 {
     const quoted q(s.name);
+    if (real_ok && s.type == etype::f32 && s.channel_count <= 1) {
+        return ESP_OK; /* a float32 output holds real values (ESP-DL's Softmax): no exponent applies */
+    }
     if (!s.quantized || (s.type != etype::i8 && s.type != etype::i16) || s.channel_count > 1) {
         return err.set(ESP_ERR_NOT_SUPPORTED,
                        "graph %s '%.*s' is %s%s; the host engine (like the runtime) needs int8 or int16 with an "
-                       "exponent",
-                       role, QUOTED(q), etype_name(s.type), s.quantized ? "" : " without exponent");
+                       "exponent%s",
+                       role, QUOTED(q), etype_name(s.type), s.quantized ? "" : " without exponent",
+                       real_ok ? " (or float32, as ESP-DL's Softmax writes)" : "");
     }
     return ESP_OK;
 }
@@ -451,7 +455,7 @@ esp_err_t engine_builder::finish_io()
         if (s == nullptr) {
             return err.set(ESP_FAIL, "graph output '%.*s' is named by a node but never computed", QUOTED(q));
         }
-        ESPDL_STREAMING_RETURN_ON_ERROR(check_io_slot(err, "output", *s));
+        ESPDL_STREAMING_RETURN_ON_ERROR(check_io_slot(err, "output", *s, true));
         m.m_outputs[i] = s;
     }
     m.m_output_count = g.output_count;
@@ -891,8 +895,9 @@ namespace {
 void describe(const slot &s, tensor_ref *out)
 {
     out->data = s.data;
-    out->type = s.type == etype::i16 ? dtype::int16 : dtype::int8;
-    out->exponent = s.exponent;
+    /* finish_io() admits int8, int16 and (outputs only) float32 */
+    out->type = s.type == etype::f32 ? dtype::float32 : s.type == etype::i16 ? dtype::int16 : dtype::int8;
+    out->exponent = s.type == etype::f32 ? 0 : s.exponent;
     out->elements = static_cast<uint32_t>(s.count);
     out->ndim = s.shape.rank;
     for (uint8_t i = 0; i < max_ndim; ++i) {

@@ -205,6 +205,17 @@ const tensor_def *graph_def::initializer(const str_view &wanted) const
     return nullptr;
 }
 
+const str_view *graph_def::meta(const char *key, size_t key_len) const
+{
+    for (uint32_t i = metadata_count; i-- > 0;) {
+        const str_view &k = metadata[i].key;
+        if (k.size == key_len && (key_len == 0 || std::memcmp(k.data, key, key_len) == 0)) {
+            return &metadata[i].value;
+        }
+    }
+    return nullptr;
+}
+
 namespace {
 
 /* --------------------------------------------------------------------------- flatbuffer access */
@@ -1093,10 +1104,15 @@ bool parse_flatbuffer(reader &rd, graph_def *g)
     }
 
     tables = rd.tables(root, slot::model_metadata, "StringStringEntry", &count);
-    for (uint32_t i = 0; i < count && rd.ok(); ++i) {
-        rd.string(tables[i], slot::entry_key);
-        rd.string(tables[i], slot::entry_value);
+    g->metadata = count > 0 && rd.ok() ? rd.mem().make<meta_def>(count) : nullptr;
+    if (count > 0 && rd.ok() && g->metadata == nullptr) {
+        return rd.no_mem();
     }
+    for (uint32_t i = 0; i < count && rd.ok(); ++i) {
+        g->metadata[i].key = rd.string(tables[i], slot::entry_key);
+        g->metadata[i].value = rd.string(tables[i], slot::entry_value);
+    }
+    g->metadata_count = rd.ok() ? count : 0;
     rd.string(root, slot::model_producer);
     if (!rd.ok()) {
         return false;

@@ -33,6 +33,8 @@ public:
     uint32_t node_count() const { return m_plan_count; }
     const node_plan &node(uint32_t index) const { return m_plans[index]; }
     size_t bytes() const { return m_mem.used(); }
+    /* The model's metadata value of `key`, or null. */
+    const str_view *metadata(const char *key, size_t key_len) const { return m_graph.meta(key, key_len); }
 
 private:
     friend class engine_builder;

@@ -230,6 +230,12 @@ struct value_info_def {
     int64_t exponent = 0;
 };
 
+/* One metadata_props entry of the model (key and value, not NUL-terminated). */
+struct meta_def {
+    str_view key;
+    str_view value;
+};
+
 struct graph_def {
     node_def *nodes = nullptr;
     uint32_t node_count = 0;
@@ -242,8 +248,13 @@ struct graph_def {
     value_info_def *value_infos = nullptr;
     uint32_t value_info_count = 0;
 
+    meta_def *metadata = nullptr; /* the model's metadata_props */
+    uint32_t metadata_count = 0;
+
     /* Initializer by name (the last one wins), or null. */
     const tensor_def *initializer(const str_view &name) const;
+    /* The metadata value of `key` (the last one wins), or null. */
+    const str_view *meta(const char *key, size_t key_len) const;
 };
 
 /*

@@ -37,6 +37,15 @@ esp_err_t prepare_streaming_cache(prep &p);
 esp_err_t prepare_pad(prep &p);
 esp_err_t prepare_insert_zeros(prep &p);
 
+/* ops_norm.cpp */
+esp_err_t prepare_gather(prep &p);
+esp_err_t prepare_softmax(prep &p);
+esp_err_t prepare_layer_normalization(prep &p);
+esp_err_t prepare_reduce(prep &p); /* ReduceMean, ReduceMax, ReduceMin, ReduceSum */
+
+/* ops_quant.cpp */
+esp_err_t prepare_quantize_linear(prep &p); /* QuantizeLinear, DequantizeLinear */
+
 /* ops_recurrent.cpp */
 esp_err_t prepare_gru(prep &p);
 esp_err_t prepare_lstm(prep &p);

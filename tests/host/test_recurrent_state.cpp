@@ -1,10 +1,12 @@
 /*
  * The stream runner carries a recurrent state across chunks: after every run it copies the
  * model's state_out_<k> into its own storage and writes it to state_in_<k> before the next run,
- * zero after init() and reset(). The double below keeps no state of its own (like ESP-DL's GRU,
+ * zero after init() and reset(), or the spec's learned initial state. A state output may also be a
+ * user output (a last state the user's model returns): one tensor, read for both. The double below keeps no state of its own (like ESP-DL's GRU,
  * which starts every run from initial_h) and scribbles on its input buffers after each run (like
  * ESP-DL's memory planner), so only a correct loop-back reproduces the one-pass reference.
  */
+#include <cmath>
 #include <cstring>
 
 #include "check.hpp"
@@ -29,7 +31,8 @@ const state_spec k_states[] = {
     {{"state_in_0", dtype::int16, -8, 3, {1, 1, hidden, 0}, hidden},
      {"state_out_0", dtype::int16, -8, 3, {1, 1, hidden, 0}, hidden},
      1,
-     1},
+     1,
+     nullptr},
 };
 const model_spec k_spec = {
     "recurrent_fake",
@@ -59,10 +62,39 @@ int8_t clamp8(int32_t v)
     return static_cast<int8_t>(v < -128 ? -128 : v > 127 ? 127 : v);
 }
 
+/* The same model whose last state is a user output: outputs "output" and "state_out_0" (both user
+ * outputs, the second also the state), and a learned initial state. */
+const int16_t k_initial[hidden] = {700, -1300};
+const tensor_spec k_shared_outputs[] = {
+    {"output", dtype::int8, -5, 3, {1, chunk_frames, hidden, 0}, chunk_frames * hidden},
+    {"state_out_0", dtype::int16, -8, 3, {1, 1, hidden, 0}, hidden},
+};
+const state_spec k_shared_states[] = {
+    {{"state_in_0", dtype::int16, -8, 3, {1, 1, hidden, 0}, hidden},
+     {"state_out_0", dtype::int16, -8, 3, {1, 1, hidden, 0}, hidden},
+     1,
+     1,
+     k_initial},
+};
+const model_spec k_shared_spec = {
+    "recurrent_shared",
+    chunk_frames,
+    feature_dim,
+    rounding::half_up,
+    {"a_in", dtype::int8, -5, 3, {1, chunk_frames, feature_dim, 0}, chunk_frames * feature_dim},
+    k_shared_outputs,
+    2,
+    0,
+    nullptr,
+    k_shared_states,
+    1,
+};
+
 class recurrent_double final : public model_interface {
 public:
+    explicit recurrent_double(bool shared = false) : m_shared(shared) {}
     uint32_t input_count() const override { return 2; }
-    uint32_t output_count() const override { return 3; }
+    uint32_t output_count() const override { return m_shared ? 2 : 3; }
 
     esp_err_t input(uint32_t index, tensor_ref *out) override
     {
@@ -82,7 +114,7 @@ public:
             describe(k_outputs[0], m_out, out);
         } else if (index == 1) {
             describe(k_states[0].output, m_state_out, out);
-        } else if (index == 2) {
+        } else if (index == 2 && !m_shared) {
             describe(k_outputs[1], m_last, out);
         } else {
             return ESP_ERR_INVALID_ARG;
@@ -126,6 +158,7 @@ private:
         }
     }
 
+    bool m_shared;
     int8_t m_in[chunk_frames * feature_dim] = {};
     int16_t m_state_in[hidden] = {};
     int8_t m_out[chunk_frames * hidden] = {};
@@ -156,10 +189,10 @@ void make_frames(float *frames)
     }
 }
 
-/* The whole stream in one pass, state starting at zero. */
-void reference(const float *frames, collected *want)
+/* The whole stream in one pass, state starting at `initial` (zeros if null). */
+void reference(const float *frames, collected *want, const int16_t *initial = nullptr)
 {
-    int32_t state[hidden] = {0, 0};
+    int32_t state[hidden] = {initial != nullptr ? initial[0] : 0, initial != nullptr ? initial[1] : 0};
     for (uint32_t t = 0; t < total_frames; ++t) {
         int8_t q[feature_dim];
         for (uint32_t c = 0; c < feature_dim; ++c) {
@@ -240,10 +273,46 @@ void test_state_storage_and_model_checked()
     CHECK(model.runs == 0);
 }
 
+void test_learned_initial_state_and_state_as_user_output()
+{
+    float frames[total_frames * feature_dim];
+    make_frames(frames);
+    collected want = {};
+    reference(frames, &want, k_initial);
+    collected from_zero = {};
+    reference(frames, &from_zero);
+    CHECK(std::memcmp(want.out, from_zero.out, sizeof(want.out)) != 0); /* the initial state matters */
+
+    recurrent_double model(true);
+    stream_runner runner;
+    int8_t staging[chunk_frames * feature_dim];
+    float out0[chunk_frames * hidden];
+    float out1[hidden];
+    float *const outputs[] = {out0, out1};
+    tensor_ref raw[2] = {};
+    alignas(4) uint8_t state[state_storage_bytes(k_shared_spec)];
+    std::memset(state, 0x77, sizeof(state));
+    CHECK(runner.init(&model, &k_shared_spec, staging, sizeof(staging), outputs, raw, state, sizeof(state)) == ESP_OK);
+    collected got = {};
+    CHECK(runner.push(frames, 4, collect, &got) == ESP_OK);
+    CHECK(runner.push(frames + 4 * feature_dim, total_frames - 4, collect, &got) == ESP_OK);
+    CHECK(got.chunks == want.chunks);
+    CHECK(std::memcmp(got.out, want.out, sizeof(want.out)) == 0);
+    CHECK(std::memcmp(got.last, want.last, sizeof(want.last)) == 0); /* the state, read as a user output */
+    CHECK(out1[0] == std::ldexp(static_cast<float>(want.last[want.chunks - 1][0]), -8));
+
+    /* reset() restores the learned state, not zeros. */
+    CHECK(runner.reset() == ESP_OK);
+    collected again = {};
+    CHECK(runner.push(frames, total_frames, collect, &again) == ESP_OK);
+    CHECK(std::memcmp(again.out, want.out, sizeof(want.out)) == 0);
+}
+
 } // namespace
 
 int main()
 {
+    test_learned_initial_state_and_state_as_user_output();
     test_state_loops_back_across_chunks();
     test_state_storage_and_model_checked();
     return check::finish();

@@ -50,7 +50,7 @@ void make_golden()
 
 golden_set golden()
 {
-    return golden_set{g_frames, frames, g_expected, chunks};
+    return golden_set{g_frames, frames, g_expected, chunks, "a hand-made model"};
 }
 
 void test_passes_and_leaves_runner_reset()

@@ -2,7 +2,15 @@
 
 from .reader import EspdlModel, Node, Tensor, ValueInfo, load_espdl, read_espdl
 from .simulate import Rounding, Simulator, dequantize, quantize, rounding_for_target
-from .state import LoopedSimulator, StateLoop, is_state_input, is_state_output, state_pairs
+from .state import (
+    LoopedSimulator,
+    StateLoop,
+    encode_initial_state,
+    initial_states,
+    is_state_input,
+    is_state_output,
+    state_pairs,
+)
 
 __all__ = [
     "EspdlModel",
@@ -14,6 +22,8 @@ __all__ = [
     "Tensor",
     "ValueInfo",
     "dequantize",
+    "encode_initial_state",
+    "initial_states",
     "is_state_input",
     "is_state_output",
     "load_espdl",

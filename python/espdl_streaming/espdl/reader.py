@@ -96,6 +96,14 @@ class Node:
     attributes: dict[str, Any]
 
 
+# Metadata key prefix the build writes per per-frame output: its exported time axis.
+OUTPUT_TIME_AXIS_PREFIX = "espdl_streaming.time_axis."
+# Metadata key prefix (+ node name) of a Gather the user indexed from the end (x[..., -1]): its indices
+# as written (comma-separated). The offline file holds them counted from the start for its declared
+# length, since ESP-DL does not wrap negative indices; a run on another length counts from its end.
+GATHER_FROM_END_PREFIX = "espdl_streaming.gather_from_end."
+
+
 @dataclass
 class EspdlModel:
     producer: str
@@ -111,6 +119,11 @@ class EspdlModel:
     model_version: int = 0
     graph_name: str = ""
     test_exponents: dict[str, int] = field(default_factory=dict)
+
+    def output_time_axis(self, name: str) -> int | None:
+        """The exported time axis of a per-frame output as the build recorded it, or None."""
+        text = self.metadata.get(OUTPUT_TIME_AXIS_PREFIX + name)
+        return int(text) if text is not None and text.isdigit() else None
 
     def exponent_of(self, name: str) -> int | None:
         """Exponent of a graph variable (input, output or intermediate), if recorded."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import EspdlFormatError, UnsupportedOpError
 from . import recurrent
-from .reader import EspdlModel, Node, Tensor
+from .reader import GATHER_FROM_END_PREFIX, EspdlModel, Node, Tensor
 from .state import is_state_input
 
 __all__ = ["Rounding", "Simulator", "dequantize", "quantize", "rounding_for_target"]
@@ -439,6 +439,13 @@ def _reshape(run: _NodeRun) -> list[_Value]:
     allow_zero = int(run.attr("allowzero", 0))
     if not allow_zero:
         shape = [value.data.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    sim = run.sim
+    frames_at = sim.reshape_frames.get(run.node.name)
+    if sim.any_frames and frames_at is not None and sim.run_frames != sim.declared_frames:
+        # The streaming plan knows where the frames are: the declared count becomes the run's.
+        in_axis, index = frames_at
+        if in_axis < value.data.ndim and index < len(shape):
+            shape = [*shape[:index], value.data.shape[in_axis], *shape[index + 1 :]]
     try:
         data = value.data.reshape(shape)
     except ValueError as exc:
@@ -461,7 +468,20 @@ def _reshape_other_length(sim: Simulator, data: np.ndarray, shape: list[int]) ->
             candidate = [*shape[:i], actual, *shape[i + 1 :]]
             if int(np.prod(candidate)) == data.size:
                 return data.reshape(candidate)
-    return None
+    # After a stride or a slice the frame count at the Reshape is not the input's: the one dimension
+    # whose change (in the direction of the run's length) makes the shape fit the data is the frames.
+    # An inferred -1 (the batch) counts as 1. Ambiguous shapes are left alone (verify then compares
+    # windows of the declared length).
+    fixed = [1 if d == -1 else d for d in shape]
+    fits = []
+    for i, d in enumerate(fixed):
+        rest = int(np.prod(fixed[:i] + fixed[i + 1 :]))
+        if d <= 1 or rest <= 0 or data.size % rest:
+            continue
+        n = data.size // rest
+        if n != d and (n > d) == (actual > declared):
+            fits.append([*shape[:i], n, *shape[i + 1 :]])
+    return data.reshape(fits[0]) if len(fits) == 1 else None
 
 
 def _flatten(run: _NodeRun) -> list[_Value]:
@@ -495,6 +515,32 @@ def _unsqueeze(run: _NodeRun) -> list[_Value]:
 
 def _requantize(run: _NodeRun) -> list[_Value]:
     return [run.emit(run.real(0))]
+
+
+def _quantize_linear(run: _NodeRun) -> list[_Value]:
+    """ESP-DL's QuantizeLinear and DequantizeLinear: both are dl::module::RequantizeLinear, whose forward
+    is TensorBase::assign, so the tensors' dtypes decide (the scale and zero point inputs are not read).
+    float32 -> int8/int16 (dl::quantize): float32(x * DL_RESCALE(exponent)), then tool::round (the chip's
+    float rounding, _round_f32), saturated, NaN -> the largest value.  int8/int16 -> float32
+    (dl::dequantize): float32(q) * DL_SCALE(exponent).  int -> int: as RequantizeLinear."""
+    value = run.input(0)
+    spec = run.out()
+    if value.exponent is None:
+        x = np.asarray(value.data, dtype=_F32)
+        if spec.exponent is None or spec.dtype not in ("int8", "int16"):
+            return [_Value(np.ascontiguousarray(x), None)]  # same dtype: assign copies
+        with np.errstate(over="ignore", invalid="ignore"):
+            inv_scale = _F32(np.ldexp(np.float64(1.0), -int(spec.exponent)))
+            scaled = (x * inv_scale).astype(_F32)
+        return [_Value(_truncate(_round_f32(scaled, run.rounding), spec.dtype), spec.exponent)]
+    if spec.exponent is None or spec.dtype in _FLOAT_DTYPES:
+        if not isinstance(value.exponent, int) or value.data.dtype not in (np.int8, np.int16):
+            raise _fail(run.node, "ESP-DL dequantizes only an int8 or int16 input with one exponent")
+        with np.errstate(over="ignore", invalid="ignore"):
+            scale = _F32(np.ldexp(np.float64(1.0), int(value.exponent)))
+            out = (value.data.astype(_F32) * scale).astype(_F32)
+        return [_Value(np.ascontiguousarray(out), None)]
+    return _requantize(run)
 
 
 def _streaming_cache(run: _NodeRun) -> list[_Value]:
@@ -605,6 +651,275 @@ def _insert_zeros(run: _NodeRun) -> list[_Value]:
     return [run.passthrough(value, out)]
 
 
+# --------------------------------------------------------------------------- kernels: Gather, Softmax, LayerNorm
+#
+# These follow ESP-DL's modules (dl_module_gather.hpp, dl_module_softmax.hpp,
+# dl_module_layer_normalization.hpp), which compute in float32 (not float64): every float32
+# operation of ESP-DL is one float32 operation here, in ESP-DL's order, with exp taken as the
+# C library's double exp rounded to float32.
+
+_F32 = np.float32
+
+
+def _exp_f32(x: np.ndarray) -> np.ndarray:
+    """float32(exp(double(x))) element by element with the C library's exp (as math.exp), +inf on
+    overflow: the C++ host engine computes the same with std::exp."""
+    flat = np.asarray(x, dtype=np.float64).reshape(-1).tolist()
+
+    def one(v: float) -> float:
+        try:
+            return math.exp(v)
+        except OverflowError:
+            return math.inf
+
+    with np.errstate(over="ignore"):
+        return np.fromiter(map(one, flat), dtype=np.float64, count=len(flat)).astype(_F32).reshape(np.shape(x))
+
+
+def _scale_f32(exponent: int) -> np.float32:
+    """ESP-DL's DL_SCALE(exponent) as a float: 2**exponent."""
+    return _F32(math.ldexp(1.0, int(exponent)))
+
+
+def _round_f32(value: np.ndarray, rounding: Rounding) -> np.ndarray:
+    """ESP-DL's tool::round of a float: fcvt.w.s with round-to-nearest-even on the P4 (half_even),
+    else (int)floorf(value + 0.5) where value + 0.5 is a double narrowed to float by floorf."""
+    v = np.asarray(value, dtype=_F32)
+    if rounding == "half_even":
+        return np.rint(v).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.floor((v.astype(np.float64) + 0.5).astype(_F32)).astype(np.float64)
+
+
+def _truncate(values: np.ndarray, dtype: str) -> np.ndarray:
+    low, high = _INT_RANGES[dtype]
+    return np.clip(np.nan_to_num(values, nan=float(high)), low, high).astype(dtype)
+
+
+def _gather(run: _NodeRun) -> list[_Value]:
+    """ESP-DL Gather: copies the elements of the constant indices along ``axis``, bytes as they are
+    (no requantization), and uses every index as is: a negative index is not wrapped around."""
+    value = run.input(0)
+    data = value.data
+    axis = _axis(int(run.attr("axis", 0)), data.ndim)
+    if not 0 <= axis < data.ndim:
+        raise _fail(run.node, f"axis {run.attr('axis', 0)} does not fit a rank-{data.ndim} tensor")
+    indices = np.asarray(run.sim._constant(run.node.inputs[1]).data).astype(np.int64)
+    size = data.shape[axis]
+    sim = run.sim
+    declared, actual = sim.declared_frames, sim.run_frames
+    from_end = sim.model.metadata.get(GATHER_FROM_END_PREFIX + run.node.name)
+    if sim.any_frames and from_end is not None and declared != actual:
+        # The user indexed from the end (x[..., -1]); the file holds it counted for the declared length.
+        written = np.asarray([int(v) for v in from_end.split(",")], dtype=np.int64)
+        if written.size != indices.size:
+            raise _fail(run.node, f"its recorded indices {from_end} do not match its {indices.size} constant indices")
+        indices = np.where(written < 0, written + size, written).reshape(indices.shape)
+    elif sim.any_frames and declared is not None and actual is not None and declared != actual and size == actual:
+        # Constant indices on an axis of the run's length were exported for the declared length (x[..., -1]
+        # as declared - 1): the model only runs on its declared frames (verify then compares windows of them).
+        raise _fail(
+            run.node,
+            f"gathers constant indices from an axis of {actual} frames, exported for the declared {declared}",
+        )
+    bad = indices[(indices < 0) | (indices >= size)]
+    if bad.size:
+        raise _fail(
+            run.node,
+            f"index {int(bad[0])} is outside the {size} elements of axis {axis}: ESP-DL's Gather does not wrap "
+            "indices around, it would read another row or memory outside the tensor",
+        )
+    spec = run.out()
+    exponent = value.exponent
+    if spec.exponent is not None and spec.dtype in _INT_RANGES:
+        if spec.dtype != str(data.dtype):
+            raise _fail(run.node, f"ESP-DL copies the {data.dtype} input as is, but the output is {spec.dtype}")
+        exponent = spec.exponent  # the bytes are copied; the graph's exponent says what they mean
+    out = np.take(data, indices, axis=axis)
+    return [_Value(np.ascontiguousarray(out), exponent)]
+
+
+def _softmax_rows(e: np.ndarray) -> np.ndarray:
+    """e / sum(e) along the last axis, the sum accumulated in float32 from the first element."""
+    total = np.zeros(e.shape[:-1], dtype=_F32)
+    for i in range(e.shape[-1]):
+        total = (total + e[..., i]).astype(_F32)
+    return (e / total[..., None]).astype(_F32)
+
+
+def _softmax(run: _NodeRun) -> list[_Value]:
+    """ESP-DL Softmax, float32 output.  int8: exp from a 256-entry float table of expf(2**e * q)
+    (the maximum is not subtracted); int16: x = 2**e * q, then expf(x - max) along the axis; both
+    divide by the float32 sum accumulated in order."""
+    value = run.input(0)
+    data = value.data
+    if value.exponent is None or not isinstance(value.exponent, int) or data.dtype not in (np.int8, np.int16):
+        raise _fail(run.node, "ESP-DL's Softmax needs an int8 or int16 input with one exponent")
+    axis = _axis(int(run.attr("axis", -1)), data.ndim)
+    if not 0 <= axis < data.ndim:
+        raise _fail(run.node, f"axis {run.attr('axis', -1)} does not fit a rank-{data.ndim} tensor")
+    scale = _scale_f32(value.exponent)
+    moved = np.moveaxis(data, axis, -1)
+    if data.dtype == np.int8:
+        table = _exp_f32((scale * np.arange(-128, 128, dtype=_F32)).astype(_F32))
+        e = table[moved.astype(np.int64) + 128]
+    else:
+        x = (scale * moved.astype(_F32)).astype(_F32)
+        top = x.max(axis=-1, keepdims=True) if x.shape[-1] else x
+        e = _exp_f32((x - top).astype(_F32))
+    out = np.moveaxis(_softmax_rows(e), -1, axis)
+    return [_Value(np.ascontiguousarray(out), None)]
+
+
+def _sqrt_newton(x: float | np.floating[Any]) -> np.float32:
+    """ESP-DL's dl::math::sqrt_newton in float32: Newton steps from x until two successive values
+    differ by at most 1e-5."""
+    x32 = _F32(x)
+    if x32 == 0:
+        return _F32(0.0)
+    result = x32
+    for _ in range(100000):
+        last = result
+        result = _F32(_F32(last + _F32(x32 / last)) * _F32(0.5))
+        if not abs(_F32(result - last)) > _F32(1e-5):
+            return result
+    raise ArithmeticError(f"ESP-DL's sqrt_newton does not converge for {float(x32)!r}")
+
+
+def _layer_norm(run: _NodeRun) -> list[_Value]:
+    """ESP-DL LayerNormalization on int8/int16: the integer sum gives the mean (double division
+    rounded to float), then float32 variance, sqrt_newton, scale and bias (int tensors of the
+    input's type, one exponent each), requantized with ESP-DL's float rounding."""
+    value = run.input(0)
+    data = value.data
+    spec = run.out()
+    if value.exponent is None or not isinstance(value.exponent, int) or data.dtype not in (np.int8, np.int16):
+        raise _fail(run.node, "ESP-DL's LayerNormalization needs an int8 or int16 input with one exponent")
+    if spec.exponent is None or spec.dtype != str(data.dtype):
+        raise _fail(run.node, f"the output must be {data.dtype} with an exponent, like the input")
+    axis = _axis(int(run.attr("axis", -1)), data.ndim)
+    if not 0 <= axis < data.ndim:
+        raise _fail(run.node, f"axis {run.attr('axis', -1)} does not fit a rank-{data.ndim} tensor")
+    inner = int(np.prod(data.shape[axis:], dtype=np.int64))
+    rows = data.reshape(-1, inner)
+    params: list[np.ndarray | None] = []
+    for index in (1, 2):
+        if not run.has_input(index):
+            params.append(None)
+            continue
+        tensor = run.sim._constant(run.node.inputs[index])
+        if tensor.data.size != inner:
+            raise _fail(run.node, f"input {index} has {tensor.data.size} values for {inner} normalized elements")
+        params.append((tensor.data.reshape(-1).astype(_F32) * _scale_f32(tensor.exponents[0])).astype(_F32))
+    gamma, beta = params
+    in_scale = _scale_f32(value.exponent)
+    out_scale = _F32(math.ldexp(1.0, -int(spec.exponent)))
+    epsilon = _F32(run.attr("epsilon", 1e-5))
+    out = np.empty(rows.shape, dtype=np.float64)
+    for r, row in enumerate(rows):
+        total = int(row.astype(np.int64).sum())
+        mean = _F32(total * 1.0 / inner)
+        x = row.astype(_F32)
+        diff = (x - mean).astype(_F32)
+        squares = (diff * diff).astype(_F32)
+        variance = _F32(0.0)
+        for sq in squares:
+            variance = _F32(variance + sq)
+        mean = _F32(mean * in_scale)
+        variance = _F32(variance * _F32(in_scale * in_scale))
+        variance = _F32(variance / _F32(inner))
+        try:
+            root = _sqrt_newton(_F32(variance + epsilon))
+        except ArithmeticError as exc:
+            raise _fail(run.node, str(exc)) from exc
+        with np.errstate(divide="ignore"):
+            inv_std = _F32(_F32(1.0) / root)
+        normalized = (((x * in_scale).astype(_F32) - mean).astype(_F32) * inv_std).astype(_F32)
+        if gamma is not None:
+            normalized = (normalized * gamma).astype(_F32)
+        result = (normalized + beta).astype(_F32) if beta is not None else normalized
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[r] = _round_f32((result * out_scale).astype(_F32), run.rounding)
+    return [_Value(_truncate(out, spec.dtype).reshape(data.shape), spec.exponent)]
+
+
+# --------------------------------------------------------------------------- kernels: ReduceMean/Max/Min/Sum
+#
+# ESP-DL's reduce modules (dl_module_reduce_base.hpp and dl_module_reduce_{mean,max,min,sum}.hpp):
+# the reduced axes come from the constant `axes` input (none: every axis); runs of neighbouring axes
+# with the same flag are merged, and only the merged patterns ESP-DL's forward_template handles
+# (at most 4 alternating runs, at least one reduced) write an output.
+
+_REDUCE_OPS = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum")
+_REDUCE_PATTERNS = frozenset({(1,), (0, 1), (1, 0), (1, 0, 1), (0, 1, 0), (0, 1, 0, 1), (1, 0, 1, 0)})
+
+
+def _reduce_flags(node: Node, axes: list[int], rank: int, noop_with_empty_axes: int) -> list[bool]:
+    """ESP-DL's get_attributes: one flag per input axis; negative axes count from the end."""
+    if not axes:
+        return [not noop_with_empty_axes] * rank
+    flags = [False] * rank
+    for a in axes:
+        if not -rank <= a < rank:
+            raise _fail(node, f"axis {a} does not fit a rank-{rank} tensor")
+        flags[a % rank] = True
+    return flags
+
+
+def _reduce_pattern(flags: list[bool]) -> tuple[int, ...]:
+    merged: list[int] = []
+    for f in flags:
+        if not merged or merged[-1] != int(f):
+            merged.append(int(f))
+    return tuple(merged)
+
+
+def _reduce(run: _NodeRun) -> list[_Value]:
+    """ESP-DL ReduceMean/Max/Min/Sum on int8/int16.  Max and Min copy the extreme integer as is (no
+    requantization; the output's exponent says what it means).  Sum: the integer sum (int32 for int8,
+    int64 for int16) shifted by out_exp - in_exp with the chip's rounding (tool::shift_and_round),
+    saturated.  Mean: float32(sum) * 2**in_exp / float32(count) * 2**-out_exp, three float32 steps in
+    that order, then tool::round (the chip's float rounding) and saturation."""
+    node = run.node
+    value = run.input(0)
+    data = value.data
+    spec = run.out()
+    if value.exponent is None or not isinstance(value.exponent, int) or data.dtype not in (np.int8, np.int16):
+        raise _fail(node, f"ESP-DL's {node.op_type} needs an int8 or int16 input with one exponent")
+    if spec.exponent is None or spec.dtype != str(data.dtype):
+        raise _fail(node, f"the output must be {data.dtype} with an exponent, like the input")
+    axes = run.ints(1) if run.has_input(1) else []
+    flags = _reduce_flags(node, axes, data.ndim, int(run.attr("noop_with_empty_axes", 0)))
+    if _reduce_pattern(flags) not in _REDUCE_PATTERNS:
+        raise _fail(
+            node,
+            f"reducing axes {[i for i, f in enumerate(flags) if f]} of a rank-{data.ndim} tensor: ESP-DL's reduce "
+            "modules only handle up to two separate runs of reduced axes (and at least one), and leave the output "
+            "unwritten otherwise; reduce over neighbouring axes",
+        )
+    reduced = tuple(i for i, f in enumerate(flags) if f)
+    keepdims = bool(int(run.attr("keepdims", 1)))
+    if node.op_type in ("ReduceMax", "ReduceMin"):
+        extreme = np.max if node.op_type == "ReduceMax" else np.min
+        out = extreme(data, axis=reduced, keepdims=keepdims)
+    else:
+        total = data.astype(np.int64).sum(axis=reduced, keepdims=keepdims)
+        if node.op_type == "ReduceSum":
+            with np.errstate(over="ignore"):
+                scaled = _round(np.ldexp(total.astype(np.float64), value.exponent - spec.exponent), run.rounding)
+        else:
+            count = _F32(int(np.prod([data.shape[i] for i in reduced], dtype=np.int64)))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                mean = (total.astype(_F32) * _scale_f32(value.exponent)).astype(_F32)
+                mean = (mean / count).astype(_F32)
+                mean = (mean * _scale_f32(-spec.exponent)).astype(_F32)
+                scaled = _round_f32(mean, run.rounding)
+        out = _truncate(scaled, spec.dtype)
+    if out.ndim == 0:
+        out = out.reshape(1)  # ESP-DL's output shape when every axis is reduced without keepdims
+    return [_Value(np.ascontiguousarray(out), spec.exponent)]
+
+
 _KERNELS: dict[str, _Kernel] = {
     "InsertZeros": _insert_zeros,
     "GRU": _gru,
@@ -628,7 +943,16 @@ _KERNELS: dict[str, _Kernel] = {
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     "RequantizeLinear": _requantize,
+    "QuantizeLinear": _quantize_linear,
+    "DequantizeLinear": _quantize_linear,
     "StreamingCache": _streaming_cache,
+    "Gather": _gather,
+    "Softmax": _softmax,
+    "LayerNormalization": _layer_norm,
+    "ReduceMean": _reduce,
+    "ReduceMax": _reduce,
+    "ReduceMin": _reduce,
+    "ReduceSum": _reduce,
     "LUT": _unary("LUT"),
     **{op: _unary(op) for op in _UNARY_MATH},
 }
@@ -699,7 +1023,12 @@ def _validate_dense(node: Node, model: EspdlModel) -> None:
     if weight.data.ndim != len(node.attributes["kernel_shape"]) + 2:
         raise _unsupported(node, f"weight dims {weight.dims} do not match the kernel")
     if group != 1 and (weight.dims[-1] != 1 or weight.dims[-2] != group):
-        raise _unsupported(node, f"group={group} is supported only as a depthwise convolution")
+        raise _unsupported(
+            node,
+            f"grouped convolution (group={group}): ESP-DL's Conv runs group != 1 only as a depthwise convolution "
+            "(one group per channel) and would compute something else: use groups=1, a depthwise conv "
+            "(groups=in_channels), or split the groups into separate convs joined by a Concat",
+        )
 
 
 def _validate_lut_node(node: Node, model: EspdlModel) -> None:
@@ -749,9 +1078,108 @@ def _validate_recurrent(node: Node, model: EspdlModel) -> None:
             raise _unsupported(node, f"B must be a constant int16 tensor of {2 * gates * hidden} values")
 
 
+def _output_info(node: Node, model: EspdlModel, index: int = 0) -> Any:
+    name = node.outputs[index] if index < len(node.outputs) else ""
+    for info in (*model.outputs, *model.value_info.values()):
+        if info.name == name:
+            return info
+    return None
+
+
+def _validate_gather(node: Node, model: EspdlModel) -> None:
+    """ESP-DL's Gather reads its indices as a constant int64/int32 parameter and uses them as they
+    are: a negative index is not wrapped around."""
+    indices = model.initializers.get(node.inputs[1]) if len(node.inputs) > 1 else None
+    if indices is None:
+        raise _unsupported(node, "the indices must be a constant (ESP-DL loads them as a parameter)")
+    if indices.dtype not in ("int64", "int32"):
+        raise _unsupported(node, f"{indices.dtype} indices: ESP-DL's Gather reads only int64 or int32 indices")
+    if not isinstance(node.attributes.get("axis", 0), int):
+        raise _unsupported(node, "axis must be an integer")
+    values = np.asarray(indices.data).reshape(-1)
+    if values.size and int(values.min()) < 0:
+        raise _unsupported(
+            node,
+            f"index {int(values.min())} is negative: ESP-DL's Gather uses it as is (it does not count from the end "
+            "like PyTorch and ONNX), so it reads the previous row or memory before the tensor; esp-ppq 1.3.12 "
+            "exports x[..., -1] this way. Take the last frames with a slice instead (x[..., -1:], then flatten)",
+        )
+
+
+def _validate_softmax(node: Node, model: EspdlModel) -> None:
+    if not isinstance(node.attributes.get("axis", -1), int):
+        raise _unsupported(node, "axis must be an integer")
+    info = _output_info(node, model)
+    if info is not None and info.dtype != "float32":
+        raise _unsupported(node, f"the output is {info.dtype}, but ESP-DL's Softmax always writes float32")
+
+
+def _validate_layer_norm(node: Node, model: EspdlModel) -> None:
+    if not isinstance(node.attributes.get("axis", -1), int):
+        raise _unsupported(node, "axis must be an integer")
+    if len([o for o in node.outputs if o]) > 1:
+        raise _unsupported(node, "the Mean and InvStdDev outputs are not supported")
+    x_info = model.value_info.get(node.inputs[0]) or next((i for i in model.inputs if i.name == node.inputs[0]), None)
+    for index, what in ((1, "Scale"), (2, "B")):
+        if len(node.inputs) <= index or not node.inputs[index]:
+            continue
+        tensor = model.initializers.get(node.inputs[index])
+        if tensor is None:
+            raise _unsupported(node, f"{what} must be a constant")
+        if len(tensor.exponents) != 1:
+            raise _unsupported(node, f"{what} must have one exponent (ESP-DL reads one per tensor)")
+        if x_info is not None and tensor.dtype != x_info.dtype:
+            raise _unsupported(
+                node, f"{what} is {tensor.dtype} but the input is {x_info.dtype}: ESP-DL reads both as the input's type"
+            )
+
+
+def _validate_reduce(node: Node, model: EspdlModel) -> None:
+    """ESP-DL's reduce modules read the axes as a constant parameter (input 1), never an attribute."""
+    if "axes" in node.attributes:
+        raise _unsupported(
+            node,
+            "the axes are an attribute (ONNX opset < 18): ESP-DL reads them only from the constant second input "
+            "and would reduce every axis; export with opset 18 or later",
+        )
+    if len(node.inputs) > 1 and node.inputs[1]:
+        axes = model.initializers.get(node.inputs[1])
+        if axes is None:
+            raise _unsupported(node, "the axes must be a constant (ESP-DL loads them as a parameter)")
+        if axes.dtype not in ("int64", "int32"):
+            raise _unsupported(node, f"{axes.dtype} axes: ESP-DL reads the axes as int64")
+
+
+def _validate_quantize_linear(node: Node, model: EspdlModel) -> None:
+    """ESP-DL runs QuantizeLinear/DequantizeLinear as TensorBase::assign between the input's and the output's
+    dtypes: it converts float32 <-> int8/int16 and int8/int16 <-> int8/int16 (anything else leaves the output
+    unwritten), at the tensors' exponents, ignoring the zero point: it must be 0."""
+    infos = {i.name: i for i in (*model.inputs, *model.outputs, *model.value_info.values())}
+    src = infos.get(node.inputs[0]) if node.inputs else None
+    dst = infos.get(node.outputs[0]) if node.outputs else None
+    ints = ("int8", "int16")
+    if src is not None and dst is not None:
+        pair = (src.dtype, dst.dtype)
+        if not (pair[0] in ints and pair[1] in (*ints, "float32") or pair[0] == "float32" and pair[1] in ints):
+            raise _unsupported(
+                node, f"{pair[0]} -> {pair[1]}: ESP-DL converts only between float32, int8 and int16 (int to int)"
+            )
+    if len(node.inputs) > 2 and node.inputs[2]:
+        zero = model.initializers.get(node.inputs[2])
+        if zero is None:
+            raise _unsupported(node, "the zero point must be a constant")
+        if np.any(np.asarray(zero.data) != 0):
+            raise _unsupported(node, "a non-zero zero point: ESP-DL's quantization is symmetric and ignores it")
+
+
 def _validate_node(node: Node, model: EspdlModel) -> None:
     if node.op_type not in _KERNELS:
-        raise _unsupported(node, "the simulator has no implementation of this operator")
+        raise _unsupported(
+            node,
+            "espdl_streaming's simulator has no implementation of this operator, so the model cannot be verified "
+            "(this is a gap of the tool, not of the model): replace the operator with one the README lists, or open "
+            "an issue with the model",
+        )
     if node.op_type in ("GRU", "LSTM"):
         _validate_recurrent(node, model)
     if node.op_type in ("Conv", "Gemm", "MatMul"):
@@ -772,6 +1200,16 @@ def _validate_node(node: Node, model: EspdlModel) -> None:
         raise _unsupported(node, f"padding mode {node.attributes.get('mode')!r}")
     elif node.op_type == "Transpose" and not isinstance(node.attributes.get("perm"), list):
         raise _unsupported(node, "Transpose needs a perm attribute")
+    elif node.op_type == "Gather":
+        _validate_gather(node, model)
+    elif node.op_type == "Softmax":
+        _validate_softmax(node, model)
+    elif node.op_type == "LayerNormalization":
+        _validate_layer_norm(node, model)
+    elif node.op_type in _REDUCE_OPS:
+        _validate_reduce(node, model)
+    elif node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        _validate_quantize_linear(node, model)
     lut = node.attributes.get("lut")
     if lut is not None and lut not in model.initializers:
         raise _fail(node, f"look-up table {lut!r} is not in the model")
@@ -787,14 +1225,24 @@ class Simulator:
     times the other dimensions of the cached tensor times the element size.
     """
 
-    def __init__(self, model: EspdlModel, rounding: Rounding, *, any_frames: bool = False) -> None:
+    def __init__(
+        self,
+        model: EspdlModel,
+        rounding: Rounding,
+        *,
+        any_frames: bool = False,
+        reshape_frames: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:
         """`any_frames`: accept inputs of any length on the frame axis (1), e.g. to run an
-        offline model on every causal prefix of a stream."""
+        offline model on every causal prefix of a stream. `reshape_frames`: Reshape node -> (its
+        input's time axis, the index of the frames in its constant target shape), from the streaming
+        plan, so a run on another length reshapes the run's frames (StreamingPlan.reshape_frames)."""
         if rounding not in ("half_even", "half_up"):
             raise ValueError(f"rounding must be 'half_even' or 'half_up', not {rounding!r}")
         self.model = model
         self.rounding: Rounding = rounding
         self.any_frames = any_frames
+        self.reshape_frames = dict(reshape_frames or {})
         self._infos = {v.name: v for v in (*model.value_info.values(), *model.inputs, *model.outputs)}
         self._check_graph()
         self._states: dict[str, np.ndarray] = {}

@@ -2,8 +2,17 @@
 
 A streaming model with GRU/LSTM layers has extra inputs ``state_in_<k>`` and outputs
 ``state_out_<k>`` (see recurrent_state.py).  Before the first chunk (and after a reset) the
-state inputs hold zeros; after every chunk they get the raw integers of the state outputs,
-exactly what the generated C++ class does (stream_runner::copy_state).
+state inputs hold the initial state; after every chunk they get the raw integers of the state
+outputs, exactly what the generated C++ class does (stream_runner::copy_state).
+
+Two facts travel in the model file's metadata, so that every runner (the verifier, ``run``, the
+C++ host engine's espdl_run, the generated class) reads them from one place:
+
+* ``espdl_streaming.state_initial.<k>``: the raw integers (little-endian, hex) ``state_in_<k>``
+  holds before the first chunk (a learned initial state); absent means zeros;
+* ``espdl_streaming.state_output.<k>``: the output that carries the last state when it is not
+  ``state_out_<k>``: a last state the user's model itself returns keeps the user's output name
+  (it is then both a user output and the state the glue loops back).
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ if TYPE_CHECKING:
 
 STATE_INPUT_PREFIX = "state_in_"
 STATE_OUTPUT_PREFIX = "state_out_"
+META_STATE_INITIAL = "espdl_streaming.state_initial."
+META_STATE_OUTPUT = "espdl_streaming.state_output."
 _STATE_IN = re.compile(re.escape(STATE_INPUT_PREFIX) + "(.+)")
 _STATE_OUT = re.compile(re.escape(STATE_OUTPUT_PREFIX) + "(.+)")
 
@@ -31,6 +42,7 @@ def is_state_input(name: str) -> bool:
 
 
 def is_state_output(name: str) -> bool:
+    """A state-only output (``state_out_<k>``): not a user output."""
     return _STATE_OUT.fullmatch(name) is not None
 
 
@@ -42,7 +54,17 @@ def state_pairs(model: EspdlModel, source: str) -> list[tuple[ValueInfo, ValueIn
     """The (state_in_k, state_out_k) pairs of a model in k order; an unpaired one, or a pair whose
     dtype or element count differ, is an EspdlFormatError naming `source`."""
     ins = {m.group(1): v for v in model.inputs if (m := _STATE_IN.fullmatch(v.name))}
+    by_name = {v.name: v for v in model.outputs}
     outs = {m.group(1): v for v in model.outputs if (m := _STATE_OUT.fullmatch(v.name))}
+    for key in ins:
+        named = model.metadata.get(META_STATE_OUTPUT + key)
+        if named is not None:
+            if named not in by_name:
+                raise EspdlFormatError(
+                    f"{source}: the metadata names output '{named}' as the last state of 'state_in_{key}', but the "
+                    "model has no such output"
+                )
+            outs[key] = by_name[named]
     for key in sorted(set(ins) ^ set(outs)):
         have, missing = ("in", "out") if key in ins else ("out", "in")
         raise EspdlFormatError(
@@ -61,15 +83,50 @@ def state_pairs(model: EspdlModel, source: str) -> list[tuple[ValueInfo, ValueIn
     return pairs
 
 
+def initial_states(model: EspdlModel, pairs: list[tuple[ValueInfo, ValueInfo]], source: str) -> dict[str, np.ndarray]:
+    """The learned initial states the model records, by state input (states absent here start at zero)."""
+    state = {}
+    for i, _ in pairs:
+        key = i.name[len(STATE_INPUT_PREFIX) :]
+        text = model.metadata.get(META_STATE_INITIAL + key)
+        if text is None:
+            continue
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError as exc:
+            raise EspdlFormatError(f"{source}: the initial state of '{i.name}' in the metadata is not hex") from exc
+        want = int(np.prod(i.shape)) * np.dtype(i.dtype).itemsize
+        if len(raw) != want:
+            raise EspdlFormatError(
+                f"{source}: the initial state of '{i.name}' holds {len(raw)} bytes, the input takes {want}"
+            )
+        state[i.name] = np.frombuffer(raw, dtype=np.dtype(i.dtype).newbyteorder("<")).astype(i.dtype).reshape(i.shape)
+    return state
+
+
+def encode_initial_state(raw: np.ndarray) -> str:
+    """The metadata text of an initial state's raw integers (little-endian hex)."""
+    return np.ascontiguousarray(raw, dtype=raw.dtype.newbyteorder("<")).tobytes().hex()
+
+
 class StateLoop:
     """What the state inputs hold for the next chunk."""
 
-    def __init__(self, pairs: list[tuple[ValueInfo, ValueInfo]]) -> None:
+    def __init__(self, pairs: list[tuple[ValueInfo, ValueInfo]], start: Mapping[str, np.ndarray] | None = None) -> None:
         self.pairs = pairs
+        self.start = dict(start or {})
+
+    @classmethod
+    def of(cls, model: EspdlModel, source: str) -> StateLoop:
+        pairs = state_pairs(model, source)
+        return cls(pairs, initial_states(model, pairs, source))
 
     def initial(self) -> dict[str, np.ndarray]:
-        """The state inputs of the first chunk: zeros."""
-        return {i.name: np.zeros(i.shape, dtype=i.dtype) for i, _ in self.pairs}
+        """The state inputs of the first chunk (and after a reset): the initial state, zeros if none."""
+        return {
+            i.name: self.start[i.name].copy() if i.name in self.start else np.zeros(i.shape, dtype=i.dtype)
+            for i, _ in self.pairs
+        }
 
     def next(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The state inputs of the next chunk: the raw integers of this chunk's state outputs."""
@@ -86,13 +143,14 @@ class StateLoop:
 
 
 class LoopedSimulator:
-    """A Simulator that carries the recurrent state from run to run; reset() zeroes it with the caches."""
+    """A Simulator that carries the recurrent state from run to run; reset() zeroes the caches and
+    restores the initial state."""
 
     def __init__(self, model: EspdlModel, rounding: Rounding, source: str = "<model>") -> None:
         from .simulate import Simulator  # simulate.py imports this module's predicates
 
         self.sim = Simulator(model, rounding)
-        self.loop = StateLoop(state_pairs(model, source))
+        self.loop = StateLoop.of(model, source)
         self.state = self.loop.initial()
 
     def reset(self) -> None:

@@ -1,0 +1,14 @@
+"""The ESP-DL versions whose integer semantics the simulator (and so every golden vector) follows.
+
+ESP-DL 3.3.8 changed the int16 LUT from interpolation to a nearest-pivot lookup
+(``dl_module_lut.hpp``); the simulator implements the new one, so the floor is 3.3.8, and the
+major version is bounded.  The same range is in ``cmake/espdl_version.cmake`` (checked at
+configure time against the ESP-DL a project builds with) and in ``idf_component.yml``;
+``tests/test_espdl_version.py`` keeps the three equal.
+"""
+
+from __future__ import annotations
+
+ESPDL_MIN = "3.3.8"
+ESPDL_BELOW = "4.0.0"
+ESPDL_RANGE = f">={ESPDL_MIN},<{ESPDL_BELOW}"
