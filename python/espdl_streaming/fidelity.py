@@ -78,7 +78,7 @@ def _short(exc: BaseException) -> str:
 
 def _initial_state(spec: Any) -> np.ndarray:
     shape = tuple(int(d) for d in spec.shape)
-    initial = getattr(spec, "initial", None)  # the learned initial state; None: zeros
+    initial = spec.initial  # the learned initial state; None: zeros
     if initial is None:
         return np.zeros(shape, np.float32)
     return np.asarray(initial, np.float32).reshape(shape)

@@ -453,7 +453,8 @@ def verify(
             have = np.asarray(st_out[spec.name])
             assert ref is not None
             if not np.array_equal(have, ref):
-                diff = np.abs(have.astype(np.int64) - ref.astype(np.int64))
+                wide = np.float64 if have.dtype.kind == "f" else np.int64  # float32 outputs (Softmax) too
+                diff = np.abs(have.astype(wide) - ref.astype(wide))
                 where = _locate(
                     st_model,
                     rounding,
@@ -465,8 +466,8 @@ def verify(
                 raise VerificationError(
                     f"{decl.name}: streaming chunk {k} differs from the offline model run on input frames "
                     f"[{max(start, 0)}, {max(start, 0) + prefix.shape[1]}): output '{spec.name}' has "
-                    f"{int(np.count_nonzero(diff))} differing values "
-                    f"(max |diff| {int(diff.max())}); first differing: {where}"
+                    f"{int(np.count_nonzero(have != ref))} differing values "
+                    f"(max |diff| {diff.max():g}); first differing: {where}"
                 )
         compared.append(
             ComparedChunk(k, max(start, 0), max(start, 0) + prefix.shape[1],

@@ -82,7 +82,7 @@ def _verify(decl: Any, q: Any) -> Any:
 
 def _zeroed(states: list[Any]) -> list[Any]:
     """The same states, but a fresh stream starting from zeros (the wrong rewrite under test)."""
-    return [dataclasses.replace(s, initial=None) if hasattr(s, "initial") else s for s in states]
+    return [dataclasses.replace(s, initial=None) for s in states]
 
 
 # -- A. the GRU/LSTM state rewrite keeps the float model's meaning ----------------------------------
@@ -91,9 +91,7 @@ def _zeroed(states: list[Any]) -> list[Any]:
 def test_rewrite_check_passes_and_is_recorded(tmp_path: Path) -> None:
     original, path = _learned_h0_onnx(tmp_path)
     states = expose_recurrent_state("h0", path, 1)
-    assert states
-    if getattr(states[0], "initial", None) is None:
-        pytest.skip("StateSpec.initial (the learned initial state) has not landed yet")
+    assert states and states[0].initial is not None  # the learned h0 is what the rewritten graph starts from
     record = F.check_rewrite("h0", original, path.read_bytes(), states, (1, 8, 16))
     assert record["checked"] and record["changed"]
     assert [o["name"] for o in record["outputs"]] == ["y"]
