@@ -1111,7 +1111,12 @@ def _validate_softmax(node: Node, model: EspdlModel) -> None:
         raise _unsupported(node, "axis must be an integer")
     info = _output_info(node, model)
     if info is not None and info.dtype != "float32":
-        raise _unsupported(node, f"the output is {info.dtype}, but ESP-DL's Softmax always writes float32")
+        raise _unsupported(
+            node,
+            f"esp-ppq 1.3.12 exported its output as {info.dtype} (it does so when an activation such as ReLU "
+            "follows the Softmax), but ESP-DL's Softmax always writes float32 and would write past that tensor: "
+            "drop the activation (a softmax is already in [0, 1]) or let a Conv/Linear read the Softmax",
+        )
 
 
 def _validate_layer_norm(node: Node, model: EspdlModel) -> None:
