@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest python/tests -q -p no:cacheprovider
 
 # The whole model zoo matrix: every architecture on esp32p4, esp32s3 and esp32c3 at 8 and 16 bits
-# (`make test` runs the 16-bit builds on one chip family per architecture).
+# (`make test` builds each architecture once per width, on chip families taken in turn).
 zoo: $(STAMP)
 	ESPDL_STREAMING_FULL_ZOO=1 $(PY) -m pytest python/tests/test_zoo.py -q -p no:cacheprovider
 
