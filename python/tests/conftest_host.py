@@ -45,3 +45,18 @@ def assert_engine_matches_simulator(
         assert set(outputs) == set(expected), espdl
         for name, want in expected.items():
             np.testing.assert_array_equal(outputs[name], want, err_msg=f"{espdl}: chunk {k}, output {name!r}")
+
+
+def edge_case_chunks(
+    model: Any, info: dict[str, Any], seed: int, random_chunks: int = 3
+) -> list[dict[str, np.ndarray]]:
+    """Chunks that exercise a kernel's corners: esp-ppq's own test inputs, random ones, and every input
+    held at 0, at its largest and at its smallest integer."""
+    rng = np.random.default_rng(seed)
+    chunks = [dict(model.test_inputs)]
+    chunks += [{t["name"]: random_ints(rng, t) for t in info["inputs"]} for _ in range(random_chunks)]
+    for t in info["inputs"]:
+        limits = np.iinfo(t["dtype"])
+        for value in (0, limits.max, limits.min):
+            chunks.append({t["name"]: np.full(t["shape"], value, dtype=t["dtype"])})
+    return chunks

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
-from conftest_host import assert_engine_matches_simulator, random_ints
+from conftest_host import assert_engine_matches_simulator, edge_case_chunks, random_ints
 
 from espdl_streaming.errors import EspdlFormatError, EspdlStreamingError, UnsupportedOpError
 from espdl_streaming.espdl import Simulator, load_espdl, read_espdl, rounding_for_target
@@ -130,12 +130,7 @@ def test_float32_kernels_match_the_simulator(
     model = load_espdl(path)
     assert op in {n.op_type for n in model.nodes}
     info = model_info(host_engine, path)
-    rng = np.random.default_rng(3)
-    chunks = [dict(model.test_inputs)] + [{t["name"]: random_ints(rng, t) for t in info["inputs"]} for _ in range(3)]
-    for t in info["inputs"]:
-        limits = np.iinfo(t["dtype"])
-        for value in (0, limits.max, limits.min):
-            chunks.append({t["name"]: np.full(t["shape"], value, dtype=t["dtype"])})
+    chunks = edge_case_chunks(model, info, 3)
     assert_engine_matches_simulator(host_engine, path, rounding_for_target(target), 0, inputs=chunks)
 
 
@@ -161,12 +156,7 @@ def test_reduce_kernels_match_the_simulator(host_engine: Path, tmp_path: Path, o
     model = load_espdl(path)
     assert op in {n.op_type for n in model.nodes}
     info = model_info(host_engine, path)
-    rng = np.random.default_rng(5)
-    chunks = [dict(model.test_inputs)] + [{t["name"]: random_ints(rng, t) for t in info["inputs"]} for _ in range(3)]
-    for t in info["inputs"]:
-        limits = np.iinfo(t["dtype"])
-        for value in (0, limits.max, limits.min):
-            chunks.append({t["name"]: np.full(t["shape"], value, dtype=t["dtype"])})
+    chunks = edge_case_chunks(model, info, 5)
     assert_engine_matches_simulator(host_engine, path, rounding_for_target(target), 0, inputs=chunks)
 
 

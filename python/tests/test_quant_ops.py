@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_host import assert_engine_matches_simulator, random_ints
+from conftest_host import assert_engine_matches_simulator, edge_case_chunks
 
 from espdl_streaming.errors import UnsupportedOpError
 from espdl_streaming.espdl import Simulator, load_espdl, rounding_for_target
@@ -141,10 +141,5 @@ def test_engine_matches_the_simulator_after_a_mid_model_softmax(
     espdl = load_espdl(path)
     assert "QuantizeLinear" in {n.op_type for n in espdl.nodes}
     info = model_info(host_engine, path)
-    rng = np.random.default_rng(9)
-    chunks = [dict(espdl.test_inputs)] + [{t["name"]: random_ints(rng, t) for t in info["inputs"]} for _ in range(3)]
-    for t in info["inputs"]:
-        limits = np.iinfo(t["dtype"])
-        for value in (0, limits.max, limits.min):
-            chunks.append({t["name"]: np.full(t["shape"], value, dtype=t["dtype"])})
+    chunks = edge_case_chunks(espdl, info, 9)
     assert_engine_matches_simulator(host_engine, path, rounding_for_target(target), 0, inputs=chunks)
