@@ -66,6 +66,7 @@ def make_report(
             "max_abs_diff": v.max_abs_diff,
             "stream_seed": STREAM_SEED,
             "offline_test_outputs_reproduced": v.offline_test_outputs_checked,
+            "simulator_check": v.simulator_check.as_json() if v.simulator_check else None,
             "rounding": v.rounding,
             "reference": v.reference,
             "caches": [
@@ -173,6 +174,7 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
         axes=q.plan.output_axes(),
         total_stride=q.plan.total_stride,
         reshape_frames=q.plan.reshape_frames,
+        layer_values=q.layer_values,
     )
     seconds["verify"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -70,6 +70,10 @@ class QuantizeResult:
     # The calibration samples back to back on the time axis (float-model layout): representative
     # frames for the fidelity measure.
     calibration_frames: Any = None
+    # esp-ppq's own value of every intermediate tensor on the offline model's test input, as the
+    # exported integers (exported layout): the per-layer reference that localizes a disagreement
+    # between the simulator and esp-ppq (verify._check_offline_test_values).
+    layer_values: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +166,21 @@ def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: st
             if axis is not None:  # per-frame outputs: where their frames are (run concatenates along it)
                 meta[f"{OUTPUT_TIME_AXIS_PREFIX}{name}"] = str(axis)
     return meta
+
+
+def _layer_values(graph: Any, platform: Any, path: Path, inputs: Any) -> dict[str, Any]:
+    """esp-ppq's value of every computed tensor of `graph` on `inputs`, as exported integers.
+
+    esp-ppq's executor runs the quantized graph; its exporter then quantizes and transposes each
+    value as it does for the test outputs it embeds (a scratch export, read back)."""
+    import esp_ppq.lib as PFL
+    from esp_ppq.api import generate_test_value
+
+    names = [v.name for v in graph.variables.values() if not v.is_parameter and v.source_op is not None]
+    values = generate_test_value(graph, "cpu", inputs, output_names=names)
+    PFL.Exporter(platform=platform).export(str(path), graph, values_for_test=values, export_config=False)
+    model = read_espdl(path.read_bytes(), source="layers.espdl")
+    return dict(model.test_outputs)
 
 
 def quantize(decl: Declaration) -> QuantizeResult:
@@ -366,6 +385,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
                 export_offline()
             streaming_meta.update({k: v for k, v in offline_meta.items() if k.startswith("espdl_streaming.state_")})
             _check_errors(decl, capture, "exporting the offline model", mark)
+            layer_values = _layer_values(graph, platform, tmp / "layers.espdl", calib[0] if states else [calib[0]])
             for var, idx in negative_gathers:
                 var.value = idx
             mark = len(capture.errors)
@@ -399,4 +419,5 @@ def quantize(decl: Declaration) -> QuantizeResult:
             rewrite_check=rewrite_check,
             layout_perms=layout_perms,
             calibration_frames=calibration_frames,
+            layer_values=layer_values,
         )

@@ -1320,10 +1320,20 @@ class Simulator:
         """Forget every StreamingCache state (the next run sees zero-filled caches)."""
         self._states.clear()
 
-    def run(self, inputs: Mapping[str, np.ndarray], *, trace: bool = False) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        trace: bool = False,
+        forced: Mapping[str, np.ndarray] | None = None,
+        on_forced: Callable[[Node, str, np.ndarray, np.ndarray], None] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Run the graph once on integer inputs in the exported layout.
 
         Returns the graph outputs, or with ``trace`` every variable computed in this run.
+        ``forced``: reference values of intermediate tensors; each node's output that has one is
+        shown to ``on_forced(node, name, computed, reference)`` and then replaced by it, so every
+        node runs on the reference's inputs (a per-node comparison, no accumulated differences).
         """
         env = self._bind_inputs(inputs)
         macs = 0
@@ -1331,10 +1341,29 @@ class Simulator:
             args = [self._argument(env, name) for name in node.inputs]
             results = _KERNELS[node.op_type](_NodeRun(self, node, args))
             macs += _node_macs(node, args, results)
+            if forced is not None:
+                results = [self._forced(node, name, r, forced, on_forced) for name, r in zip(node.outputs, results)]
             env.update(zip(node.outputs, results))
         self._last_macs = macs
         names = list(env) if trace else [o.name for o in self.model.outputs]
         return {name: env[name].data for name in names}
+
+    @staticmethod
+    def _forced(
+        node: Node,
+        name: str,
+        value: _Value,
+        forced: Mapping[str, np.ndarray],
+        on_forced: Callable[[Node, str, np.ndarray, np.ndarray], None] | None,
+    ) -> _Value:
+        want = forced.get(name)
+        if want is None or tuple(np.shape(want)) != tuple(value.data.shape):
+            return value
+        if on_forced is not None:
+            on_forced(node, name, value.data, np.asarray(want))
+        if np.asarray(want).dtype.kind != value.data.dtype.kind:
+            return value
+        return _Value(np.asarray(want).astype(value.data.dtype), value.exponent)
 
     def macs(self) -> int:
         """Multiply-accumulates of one run: Conv (output elements x kernel volume x input
