@@ -6,7 +6,10 @@
 #     CHUNK_FRAMES <n>
 #     [CALIBRATION <file.npy> | <file.npz> | <file.py>:<function>]
 #     [CALIB_STEPS <n>]                      # default: CONFIG_ESPDL_STREAMING_CALIB_STEPS
-#     [BITS 8 | 16]                          # default: 8
+#     [QUANT w8a8 | w8a16 | w16a16 | auto]   # default: w8a8 (BITS 8 | 16: alias of w8a8 | w16a16)
+#     [EVAL <file.npy> | <file.npz> | <file.py>:<function>]   # default: held-out calibration data
+#     [MIN_SNR_DB <dB>]                      # default: CONFIG_ESPDL_STREAMING_MIN_SNR_DB (off)
+#     [STRICT]                               # default: CONFIG_ESPDL_STREAMING_STRICT
 #     [PLACEMENT RODATA | PLACEMENT PARTITION <label>]   # default: RODATA
 #     [TARGET <cmake-target>]                # default: the calling component's library
 #     [DEPENDS <file>...])
@@ -45,9 +48,9 @@ function(espdl_streaming_add_model name)
         return()
     endif()
 
-    set(single TARGET MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS)
+    set(single TARGET MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB)
     set(multi INPUT_SHAPE PLACEMENT DEPENDS)
-    cmake_parse_arguments(PARSE_ARGV 1 arg "" "${single}" "${multi}")
+    cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
 
     if(NOT arg_TARGET)
         if(NOT COMPONENT_LIB OR NOT TARGET "${COMPONENT_LIB}")
@@ -83,7 +86,14 @@ function(espdl_streaming_add_model name)
         set(arg_VERIFY_CHUNKS ${CONFIG_ESPDL_STREAMING_VERIFY_CHUNKS})
     endif()
 
-    __espdl_streaming_forward_args(forward "${single};${multi}" "")
+    if(NOT DEFINED arg_MIN_SNR_DB AND NOT "${CONFIG_ESPDL_STREAMING_MIN_SNR_DB}" STREQUAL "")
+        set(arg_MIN_SNR_DB "${CONFIG_ESPDL_STREAMING_MIN_SNR_DB}")
+    endif()
+    if(NOT arg_STRICT AND CONFIG_ESPDL_STREAMING_STRICT)
+        set(arg_STRICT TRUE)
+    endif()
+
+    __espdl_streaming_forward_args(forward "${single};${multi};STRICT" "")
     __espdl_streaming_add_model("${name}" CHIP "${chip}" PYTHON "${python}"
                                 BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}"
                                 ${forward} ${arg_UNPARSED_ARGUMENTS})

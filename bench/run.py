@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cold_build  # noqa: E402
 import efficiency  # noqa: E402
+import quality  # noqa: E402
 import glue  # noqa: E402
 import host_engine  # noqa: E402
 import incremental  # noqa: E402
@@ -75,6 +76,8 @@ def main() -> int:
     sections.append(glue.markdown(g))
     eng = step("5 host engine", lambda: host_engine.run(WORK / "efficiency" / "tcn", tcn.cmd))
     sections.append(host_engine.markdown(eng))
+    qual = step("6 quantization quality", quality.run)
+    sections.append(quality.markdown(qual))
     total = time.perf_counter() - start
 
     summary = [

@@ -14,7 +14,8 @@
 #   target_link_libraries(app PRIVATE espdl_streaming_runtime)
 #   espdl_streaming_add_model(kws TARGET app
 #       MODEL model/tcn.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3
-#       [CHIP esp32p4] [CALIBRATION model/calib.npy] [CALIB_STEPS 32] [BITS 8|16]
+#       [CHIP esp32p4] [CALIBRATION model/calib.npy] [CALIB_STEPS 32]
+#       [QUANT w8a8|w8a16|w16a16|auto] [BITS 8|16] [EVAL model/eval.npy] [MIN_SNR_DB 30] [STRICT]
 #       [VERIFY_CHUNKS 8] [PLACEMENT RODATA | PLACEMENT PARTITION <label>]
 #       [PYTHON <interpreter>] [DEPENDS <file>...])
 #
@@ -30,7 +31,15 @@
 #   CHUNK_FRAMES   frames per streaming step.
 #   CHIP           chip to quantize for (default: ESPDL_STREAMING_CHIP, else esp32p4).
 #   CALIBRATION    .npy/.npz file or file.py:function; without it random data is used.
-#   CALIB_STEPS, BITS, VERIFY_CHUNKS: passed to the tool as --calib-steps, --bits, --verify-chunks.
+#   CALIB_STEPS, VERIFY_CHUNKS: passed to the tool as --calib-steps, --verify-chunks.
+#   QUANT          quantization scheme (--quant): w8a8 (default), w8a16, w16a16, or auto (w8a8 with
+#                  the worst layers moved to 16 bits until MIN_SNR_DB holds). BITS 8|16 is an alias
+#                  for w8a8|w16a16.
+#   EVAL           evaluation data for the quality measure (--eval; formats as CALIBRATION); without
+#                  it, a held-out part of the calibration data.
+#   MIN_SNR_DB     quality gate (--min-snr-db): the build fails when an output's SNR against the
+#                  float model on the evaluation data is below it.
+#   STRICT         saturation on evaluation data fails the build instead of warning (--strict).
 #   PLACEMENT      RODATA (default): the bytes are linked into TARGET, 16-byte aligned.
 #                  PARTITION <label>: the glue loads from a flash data partition; flashing the
 #                  .espdl there is the caller's job (the ESP-IDF wrapper does it).
@@ -240,9 +249,9 @@ endfunction()
 #       [BITS ...] [VERIFY_CHUNKS ...] [PLACEMENT ...] [DEPENDS ...])
 function(__espdl_streaming_add_model name)
     set(single TARGET CHIP PYTHON BASE_DIR MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS
-               VERIFY_CHUNKS)
+               VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB)
     set(multi INPUT_SHAPE PLACEMENT DEPENDS)
-    cmake_parse_arguments(PARSE_ARGV 1 arg "" "${single}" "${multi}")
+    cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
 
     # -- name ------------------------------------------------------------------------------
     string(MAKE_C_IDENTIFIER "${name}" ident)
@@ -304,14 +313,38 @@ function(__espdl_streaming_add_model name)
         endif()
     endforeach()
     __espdl_streaming_check_positive_int(${name} CHUNK_FRAMES "${arg_CHUNK_FRAMES}")
-    set(bits 8)
+    set(quant w8a8)
     if(DEFINED arg_BITS)
         if(NOT arg_BITS MATCHES "^(8|16)$")
-            __espdl_streaming_fail(${name} "BITS must be 8 or 16, got '${arg_BITS}'")
+            __espdl_streaming_fail(${name} "BITS must be 8 or 16, got '${arg_BITS}' (or use QUANT)")
         endif()
-        set(bits ${arg_BITS})
+        if(arg_BITS STREQUAL "16")
+            set(quant w16a16)
+        endif()
+    endif()
+    if(DEFINED arg_QUANT)
+        if(NOT arg_QUANT MATCHES "^(w8a8|w8a16|w16a16|auto)$")
+            __espdl_streaming_fail(${name} "QUANT must be w8a8, w8a16, w16a16 or auto, got '${arg_QUANT}'")
+        endif()
+        if(DEFINED arg_BITS AND NOT arg_QUANT STREQUAL quant)
+            __espdl_streaming_fail(${name} "BITS ${arg_BITS} contradicts QUANT ${arg_QUANT}: give only QUANT")
+        endif()
+        set(quant ${arg_QUANT})
     endif()
     set(extra_flags)
+    if(DEFINED arg_MIN_SNR_DB AND NOT "${arg_MIN_SNR_DB}" STREQUAL "")
+        if(NOT arg_MIN_SNR_DB MATCHES "^[0-9]+([.][0-9]+)?$" OR arg_MIN_SNR_DB EQUAL 0)
+            __espdl_streaming_fail(${name} "MIN_SNR_DB must be a positive number of dB, e.g. 30, "
+                                   "got '${arg_MIN_SNR_DB}'")
+        endif()
+        list(APPEND extra_flags --min-snr-db ${arg_MIN_SNR_DB})
+    elseif(quant STREQUAL "auto")
+        __espdl_streaming_fail(${name} "QUANT auto needs MIN_SNR_DB (e.g. MIN_SNR_DB 30): the SNR "
+                               "against the float model that moving layers to 16 bits must reach")
+    endif()
+    if(arg_STRICT)
+        list(APPEND extra_flags --strict)
+    endif()
     if(DEFINED arg_CALIB_STEPS)
         __espdl_streaming_check_positive_int(${name} CALIB_STEPS "${arg_CALIB_STEPS}")
         list(APPEND extra_flags --calib-steps ${arg_CALIB_STEPS})
@@ -361,6 +394,15 @@ function(__espdl_streaming_add_model name)
         list(APPEND extra_flags --calibration "${calib_arg}")
         list(APPEND deps "${calib_file}")
     endif()
+    if(DEFINED arg_EVAL)
+        __espdl_streaming_resolve_ref(${name} EVAL "${arg_EVAL}" "${arg_BASE_DIR}" eval_file eval_func)
+        set(eval_arg "${eval_file}")
+        if(eval_func)
+            set(eval_arg "${eval_file}:${eval_func}")
+        endif()
+        list(APPEND extra_flags --eval "${eval_arg}")
+        list(APPEND deps "${eval_file}")
+    endif()
     foreach(dep IN LISTS arg_DEPENDS)
         get_filename_component(dep "${dep}" ABSOLUTE BASE_DIR "${arg_BASE_DIR}")
         list(APPEND deps "${dep}")
@@ -383,7 +425,8 @@ function(__espdl_streaming_add_model name)
         "${out_dir}/${name}.offline.espdl"
         "${out_dir}/${name}.hpp"
         "${out_dir}/${name}.cpp"
-        "${out_dir}/${name}.report.json")
+        "${out_dir}/${name}.report.json"
+        "${out_dir}/${name}.report.html")
     set(depfile "${out_dir}/${name}.d")
     string(REPLACE ";" "," shape_arg "${arg_INPUT_SHAPE}")
     if(placement STREQUAL "RODATA")
@@ -411,7 +454,7 @@ function(__espdl_streaming_add_model name)
                 --input-shape ${shape_arg}
                 --chunk-frames ${arg_CHUNK_FRAMES}
                 --target ${arg_CHIP}
-                --bits ${bits}
+                --quant ${quant}
                 --placement ${placement_arg}
                 ${extra_flags}
                 --out-dir "${out_dir}"
@@ -459,9 +502,10 @@ endfunction()
 # espdl_streaming_add_model with IDF defaults on top of the same implementation).
 
 function(espdl_streaming_add_model name)
-    set(single TARGET CHIP PYTHON MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS)
+    set(single TARGET CHIP PYTHON MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS
+               QUANT EVAL MIN_SNR_DB)
     set(multi INPUT_SHAPE PLACEMENT DEPENDS)
-    cmake_parse_arguments(PARSE_ARGV 1 arg "" "${single}" "${multi}")
+    cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
     if(NOT arg_CHIP)
         if(ESPDL_STREAMING_CHIP)
             set(arg_CHIP "${ESPDL_STREAMING_CHIP}")
@@ -475,7 +519,7 @@ function(espdl_streaming_add_model name)
             __espdl_streaming_fail("${name}" "no Python interpreter found: set ESPDL_STREAMING_PYTHON")
         endif()
     endif()
-    __espdl_streaming_forward_args(forward "${single};${multi}" "CHIP;PYTHON")
+    __espdl_streaming_forward_args(forward "${single};${multi};STRICT" "CHIP;PYTHON")
     __espdl_streaming_add_model("${name}" CHIP "${arg_CHIP}" PYTHON "${arg_PYTHON}"
                                 BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}"
                                 ${forward} ${arg_UNPARSED_ARGUMENTS})
@@ -517,7 +561,11 @@ endfunction()
 function(__espdl_streaming_forward_args out keywords skip)
     set(forward)
     foreach(kw IN LISTS keywords)
-        if(DEFINED arg_${kw} AND NOT kw IN_LIST skip)
+        if(kw STREQUAL "STRICT")  # the one option: forwarded bare when given
+            if(arg_STRICT)
+                list(APPEND forward STRICT)
+            endif()
+        elseif(DEFINED arg_${kw} AND NOT kw IN_LIST skip)
             list(APPEND forward ${kw} ${arg_${kw}})
         endif()
     endforeach()

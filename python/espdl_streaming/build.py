@@ -46,14 +46,21 @@ def _calibration_json(decl: Declaration, samples: int, random: bool) -> dict[str
 
 
 def make_report(
-    decl: Declaration, q: Any, v: VerifyResult, seconds: dict[str, float], fidelity: dict[str, Any] | None = None
+    decl: Declaration,
+    q: Any,
+    v: VerifyResult,
+    seconds: dict[str, float],
+    fidelity: dict[str, Any] | None = None,
+    quality: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     offline_frames = decl.offline_frames
     return {
         "name": decl.name,
         "target": decl.chip,
         "esp_ppq_target": decl.ppq_target,
-        "bits": decl.bits,
+        # Activation bits of the model's input (QUANT auto: 16 once the first layer was promoted).
+        "bits": 16 if v.input.dtype == "int16" else decl.bits,
+        "quant": decl.quant,
         "chunk_frames": decl.chunk_frames,
         "feature_dim": decl.feature_dim,
         "offline_input_shape": list(decl.input_shape),
@@ -96,6 +103,8 @@ def make_report(
         # The integer streaming outputs against the user's float model, and the float equivalence
         # of the graph rewrites made before quantization (fidelity.py).
         "fidelity": fidelity or {},
+        # Quantization quality on evaluation data, the gate and QUANT auto's steps (quality.py).
+        "quality": quality or {},
         # Causal model: the only algorithmic latency is waiting for a full chunk.
         "latency_frames": decl.chunk_frames - 1,
         "espdl_bytes": len(q.streaming_bytes),
@@ -155,14 +164,11 @@ def make_depfile(decl: Declaration, deps: list[Path]) -> str:
     return f"{target}: " + " \\\n  ".join(_escape_make(p) for p in deps) + "\n"
 
 
-def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
-    from .codegen import render_glue
-    from .fidelity import fidelity_report
+def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, VerifyResult, dict[str, float]]:
     from .quantize import quantize
     from .verify import verify
 
-    t0 = time.perf_counter()
-    q = quantize(decl)
+    q = quantize(decl, promoted)
     seconds = dict(q.seconds)
     t = time.perf_counter()
     v = verify(
@@ -177,6 +183,85 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
         layer_values=q.layer_values,
     )
     seconds["verify"] = time.perf_counter() - t
+    return q, v, seconds
+
+
+def _auto(decl: Declaration) -> tuple[Any, VerifyResult, dict[str, float], dict[str, Any], dict[str, Any]]:
+    """QUANT auto: w8a8, then the worst layer (lowest output SNR when quantized alone) moved to 16 bits, one
+    step at a time, until the worst output reaches MIN_SNR_DB or every layer is at 16 bits."""
+    from .errors import QuantizeError, VerificationError
+    from .quality import quality_report, worst_output
+
+    assert decl.min_snr_db is not None
+    promoted: list[str] = []
+    steps: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    ranking: list[str] | None = None
+    best: tuple[Any, VerifyResult, dict[str, float]] | None = None
+    while True:
+        try:
+            q, v, seconds = _quantize_and_verify(decl, promoted)
+        except (QuantizeError, VerificationError) as exc:
+            if best is None:
+                raise  # the w8a8 model itself: the user's problem to see as it is
+            # esp-ppq cannot export this mix (or it would not verify): keep the layer at 8 bits, go on.
+            layer = promoted.pop()
+            skipped.append(layer)
+            steps.append({"promoted": [layer], "skipped": str(exc).removeprefix(f"{decl.name}: ")[:300]})
+            q, v, seconds = best
+        else:
+            best = (q, v, seconds)
+        t = time.perf_counter()
+        quality = quality_report(decl, q, v)
+        seconds["quality"] = time.perf_counter() - t
+        worst = worst_output(quality["outputs"])
+        snr = worst["snr_db"] if worst else None
+        if not steps or "skipped" not in steps[-1]:
+            steps.append(
+                {
+                    "promoted": list(promoted[-1:]),
+                    "snr_db": snr,
+                    "espdl_bytes": len(q.streaming_bytes),
+                    "cache_bytes": v.cache_bytes,
+                }
+            )
+        if ranking is None:  # measured on the w8a8 model: each layer alone, the rest in float
+            ranking = list(q.layer_quality.ranking if q.layer_quality else [])
+        left = [name for name in ranking if name not in promoted and name not in skipped]
+        reached = snr is not None and snr >= decl.min_snr_db
+        if reached or not left:
+            auto = {
+                "target_snr_db": decl.min_snr_db,
+                "reached": reached,
+                "promoted": list(promoted),
+                "kept_at_8_bits": skipped,
+                "steps": steps,
+                "layers": len(ranking),
+            }
+            return q, v, seconds, quality, auto
+        promoted.append(left[0])
+
+
+def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
+    from .codegen import render_glue
+    from .errors import QualityGateError
+    from .fidelity import fidelity_report
+    from .quality import gate, quality_report, saturation_problems
+
+    t0 = time.perf_counter()
+    auto = None
+    if decl.quant == "auto":
+        q, v, seconds, quality, auto = _auto(decl)
+    else:
+        q, v, seconds = _quantize_and_verify(decl, [])
+        t = time.perf_counter()
+        quality = quality_report(decl, q, v)
+        seconds["quality"] = time.perf_counter() - t
+    quality["auto"] = auto
+    quality["gate"] = gate(decl, quality)
+    problems = saturation_problems(decl, quality)
+    if problems and decl.strict:
+        raise QualityGateError(problems[0] + " (STRICT / --strict makes saturation an error)")
     t = time.perf_counter()
     fidelity = fidelity_report(decl, q, v)
     seconds["fidelity"] = time.perf_counter() - t
@@ -184,13 +269,17 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     hpp, cpp = render_glue(make_glue(decl, v, q, command_line))
     seconds["codegen"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
-    report = make_report(decl, q, v, seconds, fidelity)
+    report = make_report(decl, q, v, seconds, fidelity, quality)
+    report["warnings"] = problems
+    from .report_html import render_html
+
     files = {
         decl.output_path(".espdl"): q.streaming_bytes,
         decl.output_path(".offline.espdl"): q.offline_bytes,
         decl.output_path(".hpp"): hpp.encode(),
         decl.output_path(".cpp"): cpp.encode(),
         decl.output_path(".report.json"): (json.dumps(report, indent=2) + "\n").encode(),
+        decl.output_path(".report.html"): render_html(report).encode("utf-8"),
     }
     return BuildOutputs(files, report, make_depfile(decl, q.deps))
 

@@ -50,7 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out-dir", required=True, type=Path, help="directory for the outputs")
     b.add_argument("--calibration", help="FILE.npy / FILE.npz ([N, ...input shape without batch]) or FILE.py:FUNC")
     b.add_argument("--calib-steps", type=int, default=32, help="calibration batches (default 32)")
-    b.add_argument("--bits", type=int, default=8, help="8 or 16 (default 8)")
+    b.add_argument(
+        "--quant",
+        help="quantization scheme: w8a8 (default), w8a16, w16a16, or auto (w8a8 with the worst layers moved to "
+        "16 bits until --min-snr-db holds)",
+    )
+    b.add_argument("--bits", type=int, help="alias: 8 is --quant w8a8, 16 is --quant w16a16")
+    b.add_argument(
+        "--eval",
+        help="evaluation data for the quality measure (formats as --calibration); default: held-out calibration",
+    )
+    b.add_argument(
+        "--min-snr-db",
+        type=float,
+        help="quality gate: fail when an output's SNR against the float model (evaluation data) is below this",
+    )
+    b.add_argument(
+        "--strict", action="store_true", help="fail (not warn) when evaluation data saturates a quantized tensor"
+    )
     b.add_argument(
         "--verify-chunks",
         type=int,
@@ -62,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_quiet(b)
     b.add_argument("--log", type=Path, help="also write esp-ppq's full log to this file")
 
+    sub.add_parser(
+        "report",
+        help="re-render NAME.report.html from NAME.report.json and print its text version "
+        "(python -m espdl_streaming report NAME.report.json [--html OUT.html] [--quiet])",
+        add_help=False,
+    )
     r = sub.add_parser(
         "run",
         help="stream recorded float frames through a built model, as the firmware does, and save the outputs",
@@ -113,7 +136,8 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
     worst = _worst_snr(fid)
     also = _worst_snr(fid.get("verification_stream") or {})
     lines = [
-        f"{report['name']}: streaming model for {report['target']} ({report['bits']}-bit) verified: "
+        f"{report['name']}: streaming model for {report['target']} ({report['bits']}-bit, "
+        f"{report.get('quant', 'w8a8' if report['bits'] == 8 else 'w16a16')}) verified: "
         f"{s['chunks_checked']} chunks of {report['chunk_frames']} frames equal the offline model bit for bit "
         f"(max |diff| {s['max_abs_diff']}, {s['warmup_chunks']} warm-up chunks)",
         f"  verified: {str(s['verified']).lower()}  max_abs_diff: {s['max_abs_diff']}  "
@@ -122,6 +146,19 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
            + (f" of calibration data; {also[1]:.1f} dB on the verification stream)" if also else ")")
            if worst else "float_snr_db: n/a (fidelity not measured: see the report)"),
     ]  # fmt: skip
+    quality = report.get("quality") or {}
+    rated = [o for o in quality.get("outputs", []) if o.get("snr_db") is not None]
+    if rated:
+        q = min(rated, key=lambda o: o["snr_db"])
+        gate = quality.get("gate") or {}
+        auto = quality.get("auto")
+        lines.append(
+            f"  quality ({quality.get('scheme')}): worst output '{q['name']}' {q['snr_db']:.1f} dB SNR on "
+            f"{quality.get('frames')} evaluation frames"
+            + (f", top-1 agreement {100 * q['top1_agreement']:.1f}%" if q.get("top1_agreement") is not None else "")
+            + (f"; gate MIN_SNR_DB {gate['min_snr_db']:g} passed" if gate.get("passed") else "")
+            + (f"; auto: {len(auto['promoted'])} layer(s) at 16 bits" if auto else "")
+        )
     i = report["input"]
     lines.append(f"  input   {i['name']}: {i['dtype']} {i['shape']} exponent {i['exponent']}")
     for o in report["outputs"]:
@@ -140,6 +177,7 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
         )
     secs = report["seconds"]
     lines.append("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
+    lines.append(f"  quality page: {out_dir / (report['name'] + '.report.html')}")
     lines.append(f"  {len(written)} file(s) updated in {out_dir}" if written else f"  outputs unchanged in {out_dir}")
     return "\n".join(lines)
 
@@ -166,6 +204,11 @@ def run_with_fixed_hash_seed() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["report"]:
+        from .report_html import main_report
+
+        return main_report(given[1:])
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
@@ -191,6 +234,10 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             bits=args.bits,
             verify_chunks=args.verify_chunks,
             placement=args.placement,
+            quant=args.quant,
+            evaluation=args.eval,
+            min_snr_db=args.min_snr_db,
+            strict=args.strict,
         )
         result = run_build(decl, command_line)
         files = dict(result.files)
@@ -214,6 +261,8 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     report = result.report
     if report["calibration"]["random"]:
         print(f"WARNING: {args.name}: {report['calibration']['warning']}", file=sys.stderr)
+    for warning in report.get("warnings", []):
+        print(f"WARNING: {warning}", file=sys.stderr)
     if not args.quiet:
         print(_summary(report, written, decl.out_dir))
     return 0

@@ -33,6 +33,12 @@ CHIP_TO_PPQ_TARGET: dict[str, str] = {
 
 MIN_VERIFY_CHUNKS = 8
 
+#: Quantization schemes (esp-ppq 1.3.12's quant_type): weights and activations at 8 or 16 bits;
+#: "auto" starts from w8a8 and moves the worst layers to 16 bits until --min-snr-db holds.
+QUANT_SCHEMES = ("w8a8", "w8a16", "w16a16", "auto")
+BITS_TO_QUANT = {8: "w8a8", 16: "w16a16"}
+MAX_MIN_SNR_DB = 150.0
+
 _CPP_KEYWORDS = frozenset(
     """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
     char32_t class compl concept const consteval constexpr constinit const_cast continue co_await
@@ -87,9 +93,20 @@ class Declaration:
     out_dir: Path
     calibration: CalibrationRef | None = None
     calib_steps: int = 32
-    bits: int = 8
+    quant: str = "w8a8"
     verify_chunks: int = MIN_VERIFY_CHUNKS
     placement: Placement = Placement("rodata")
+    # Evaluation data for the quality measure (same formats as calibration); None: held-out calibration.
+    evaluation: CalibrationRef | None = None
+    # The quality gate: the build fails when an output's SNR against the float model is below it.
+    min_snr_db: float | None = None
+    # Saturation on evaluation data fails the build instead of warning.
+    strict: bool = False
+
+    @property
+    def bits(self) -> int:
+        """Activation bits (what the model's inputs and outputs are): 16 for w8a16 and w16a16."""
+        return 16 if self.quant in ("w8a16", "w16a16") else 8
 
     @property
     def ppq_target(self) -> str:
@@ -177,17 +194,39 @@ def parse_shape(name: str, text: str) -> tuple[int, ...]:
     return shape
 
 
-def parse_calibration(name: str, text: str) -> CalibrationRef:
+def parse_calibration(name: str, text: str, flag: str = "--calibration") -> CalibrationRef:
     if text.endswith((".npy", ".npz")):
         path, func = Path(text), None
     else:
         path_text, sep, func_text = text.rpartition(":")
         if not sep or not path_text.endswith(".py") or not func_text.isidentifier():
-            raise _fail(name, f"--calibration '{text}' must be FILE.npy, FILE.npz or FILE.py:FUNC")
+            raise _fail(name, f"{flag} '{text}' must be FILE.npy, FILE.npz or FILE.py:FUNC")
         path, func = Path(path_text), func_text
     if not path.is_file():
-        raise _fail(name, f"--calibration: file not found: {path.resolve()}")
+        raise _fail(name, f"{flag}: file not found: {path.resolve()}")
     return CalibrationRef(path.resolve(), func)
+
+
+def parse_quant(name: str, quant: str | None, bits: int | None) -> str:
+    """The scheme from --quant, or from its alias --bits (8: w8a8, 16: w16a16); w8a8 by default."""
+    if bits is not None and bits not in BITS_TO_QUANT:
+        raise _fail(name, f"--bits {bits}: ESP-DL models are quantized to 8 or 16 bits (or use --quant)")
+    if quant is None:
+        return BITS_TO_QUANT[bits] if bits is not None else "w8a8"
+    scheme = quant.lower()
+    if scheme not in QUANT_SCHEMES:
+        raise _fail(name, f"--quant '{quant}' is not a scheme: use one of {', '.join(QUANT_SCHEMES)}")
+    if bits is not None and BITS_TO_QUANT[bits] != scheme:
+        raise _fail(name, f"--bits {bits} contradicts --quant {scheme}: give only --quant")
+    return scheme
+
+
+def parse_min_snr_db(name: str, value: float | None, quant: str) -> float | None:
+    if value is None:
+        return None
+    if not (0.0 < value <= MAX_MIN_SNR_DB) or value != value:
+        raise _fail(name, f"--min-snr-db {value}: give a target in dB between 0 and {MAX_MIN_SNR_DB:g}, e.g. 30")
+    return float(value)
 
 
 def parse_placement(name: str, text: str) -> Placement:
@@ -223,9 +262,13 @@ def make_declaration(
     out_dir: str | os.PathLike[str],
     calibration: str | None = None,
     calib_steps: int = 32,
-    bits: int = 8,
+    bits: int | None = None,
     verify_chunks: int = MIN_VERIFY_CHUNKS,
     placement: str = "rodata",
+    quant: str | None = None,
+    evaluation: str | None = None,
+    min_snr_db: float | None = None,
+    strict: bool = False,
 ) -> Declaration:
     """Validate every argument and return the declaration, or raise DeclarationError."""
     validate_name(name)
@@ -236,8 +279,14 @@ def make_declaration(
             f"--target '{target}' is not an ESP-IDF chip ESP-DL supports: use one of "
             f"{', '.join(sorted(CHIP_TO_PPQ_TARGET))}",
         )
-    if bits not in (8, 16):
-        raise _fail(name, f"--bits {bits}: ESP-DL models are quantized to 8 or 16 bits")
+    scheme = parse_quant(name, quant, bits)
+    gate = parse_min_snr_db(name, min_snr_db, scheme)
+    if scheme == "auto" and gate is None:
+        raise _fail(
+            name,
+            "--quant auto needs a target: give --min-snr-db (e.g. 30), the SNR against the float model that the "
+            "promotion to 16 bits must reach",
+        )
     shape = parse_shape(name, input_shape)
     frames = shape[2]
     if chunk_frames <= 0:
@@ -254,6 +303,7 @@ def make_declaration(
         raise _fail(name, f"--verify-chunks {verify_chunks}: at least {MIN_VERIFY_CHUNKS} chunks are verified")
     model_ref = parse_model_ref(name, model)
     calib = parse_calibration(name, calibration) if calibration else None
+    eval_ref = parse_calibration(name, evaluation, "--eval") if evaluation else None
     return Declaration(
         name=name,
         model=model_ref,
@@ -263,7 +313,10 @@ def make_declaration(
         out_dir=check_out_dir(name, Path(out_dir)),
         calibration=calib,
         calib_steps=calib_steps,
-        bits=bits,
+        quant=scheme,
         verify_chunks=verify_chunks,
         placement=parse_placement(name, placement),
+        evaluation=eval_ref,
+        min_snr_db=gate,
+        strict=strict,
     )

@@ -42,3 +42,8 @@ class UnsupportedOpError(EspdlStreamingError):
 
 class VerificationError(EspdlStreamingError):
     """The streaming model does not compute what the offline model computes."""
+
+
+class QualityGateError(EspdlStreamingError):
+    """The quantized model is further from the float model than MIN_SNR_DB allows, or (STRICT)
+    evaluation data saturates a quantized tensor."""

@@ -252,10 +252,15 @@ class _Sums:
     max_abs_error: float = 0.0
     max_abs: float = 0.0
     chunks: int = 0
+    top1_same: int = 0
+    top1_total: int = 0
 
     def add(self, ref: np.ndarray, q: np.ndarray) -> None:
         ref = ref.astype(np.float64)
         q = q.astype(np.float64)
+        if ref.ndim >= 1 and ref.shape[-1] >= 2:  # classifier-shaped: the last axis holds the classes
+            self.top1_same += int(np.count_nonzero(np.argmax(ref, axis=-1) == np.argmax(q, axis=-1)))
+            self.top1_total += int(np.prod(ref.shape[:-1], dtype=np.int64))
         err = ref - q
         self.ref2 += float(np.sum(ref * ref))
         self.err2 += float(np.sum(err * err))
@@ -271,6 +276,9 @@ class _Sums:
         if self.err2 <= 0.0:
             return SNR_CAP_DB
         return round(min(SNR_CAP_DB, 10.0 * math.log10(self.ref2 / self.err2)), 2)
+
+    def top1_agreement(self) -> float | None:
+        return round(self.top1_same / self.top1_total, 6) if self.top1_total else None
 
     def cosine(self) -> float | None:
         if self.ref2 <= 0.0 or self.q2 <= 0.0:
@@ -412,6 +420,7 @@ def measure_fidelity(
             "cosine": s.cosine() if s.chunks else None,
             "max_abs_error": float(f"{s.max_abs_error:.6g}") if s.chunks else None,
             "max_abs_reference": float(f"{s.max_abs:.6g}") if s.chunks else None,
+            "top1_agreement": s.top1_agreement() if s.chunks else None,
         }
         if spec.name in missing:
             entry["note"] = "not an output of the float model"
@@ -450,6 +459,41 @@ def _reference_parts(
 def _exported_frames(logical: np.ndarray, perm: Sequence[int] | None) -> np.ndarray:
     """[1, C, T(, F)] float-model layout -> [T, *features] frames in the exported (streaming) layout."""
     return np.ascontiguousarray(_to_exported(logical, perm)[0])
+
+
+def _common(decl: Any, q: Any) -> dict[str, Any]:
+    return {
+        "perms": q.layout_perms,
+        "leads": q.plan.output_leads(),
+        "axes": q.plan.output_axes(),
+        "offline_frames": decl.offline_frames,
+        "chunk_frames": decl.chunk_frames,
+        "receptive_field": q.plan.receptive_field,
+        "recurrent": bool(q.states),
+    }
+
+
+def measure_on_frames(
+    decl: Any, q: Any, v: VerifyResult, logical: np.ndarray, max_frames: int, what: str
+) -> dict[str, Any]:
+    """The streaming model against the float model on float frames `logical` ([1, C, T(, F)], the float
+    model's layout), at most `max_frames` of them, streamed chunk by chunk from a fresh state."""
+    reference = FloatReference(q.float_onnx, q.float_any_length, q.float_reference, q.float_reference_note)
+    frames = _exported_frames(logical, q.layout_perms.get(v.input.name))
+    count = min(frames.shape[0], max_frames)
+    count -= count % decl.chunk_frames
+    records = stream_chunks(q.streaming_bytes, decl.chip, v, frames[:count], decl.chunk_frames, source=decl.name)
+    result = measure_fidelity(
+        v,
+        reference,
+        records=records,
+        frames=frames[:count],
+        input_text=f"{count} frames of {what}, streamed chunk by chunk from a fresh state (input quantization is "
+        "part of the measured error)",
+        **_common(decl, q),
+    )
+    result["frames"] = count
+    return result
 
 
 def fidelity_report(decl: Any, q: Any, v: VerifyResult) -> dict[str, Any]:

@@ -132,11 +132,11 @@ def load_torch_model(decl: Declaration) -> tuple[Any, list[Path], int]:
     return model, deps, outputs
 
 
-def _as_samples(decl: Declaration, array: np.ndarray, where: str) -> list[np.ndarray]:
+def _as_samples(decl: Declaration, array: np.ndarray, where: str, role: str = "calibration") -> list[np.ndarray]:
     shape = tuple(decl.input_shape)
     array = np.asarray(array)
     if array.dtype.kind not in "fiu":
-        raise CalibrationError(f"{decl.name}: calibration {where} has dtype {array.dtype}: expected float data")
+        raise CalibrationError(f"{decl.name}: {role} {where} has dtype {array.dtype}: expected float data")
     if array.shape == shape:
         samples = [array]
     elif array.shape[1:] == shape[1:] and array.ndim == len(shape):
@@ -145,14 +145,14 @@ def _as_samples(decl: Declaration, array: np.ndarray, where: str) -> list[np.nda
         samples = [array[i] for i in range(array.shape[0])]
     else:
         raise CalibrationError(
-            f"{decl.name}: calibration {where} has shape {list(array.shape)}; expected "
+            f"{decl.name}: {role} {where} has shape {list(array.shape)}; expected "
             f"[N, {', '.join(map(str, shape[1:]))}] (N samples of --input-shape {list(shape)})"
         )
     if not samples:
-        raise CalibrationError(f"{decl.name}: calibration {where} holds no samples")
+        raise CalibrationError(f"{decl.name}: {role} {where} holds no samples")
     out = [np.ascontiguousarray(s, dtype=np.float32) for s in samples]
     if not all(np.isfinite(s).all() for s in out):
-        raise CalibrationError(f"{decl.name}: calibration {where} contains NaN or infinite values")
+        raise CalibrationError(f"{decl.name}: {role} {where} contains NaN or infinite values")
     return out
 
 
@@ -163,25 +163,37 @@ def load_calibration(decl: Declaration) -> tuple[list[np.ndarray], list[Path], b
         rng = np.random.default_rng(RANDOM_CALIBRATION_SEED)
         samples = [rng.standard_normal(decl.input_shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)]
         return samples, [], True
+    samples, deps = load_samples(decl, ref, "calibration")
+    return samples, deps, False
+
+
+def load_evaluation(decl: Declaration) -> tuple[list[np.ndarray], list[Path]]:
+    """The EVAL / --eval samples and their dependency files (decl.evaluation must be set)."""
+    assert decl.evaluation is not None
+    return load_samples(decl, decl.evaluation, "evaluation")
+
+
+def load_samples(decl: Declaration, ref: CalibrationRef, role: str) -> tuple[list[np.ndarray], list[Path]]:
+    """Samples of the model input from FILE.npy, FILE.npz or FILE.py:FUNC; `role` names the data in errors."""
     if ref.function is None:
         try:
             loaded = np.load(ref.path, allow_pickle=False)
         except Exception as exc:
-            raise CalibrationError(f"{decl.name}: cannot read calibration file {ref.path}: {exc}") from exc
+            raise CalibrationError(f"{decl.name}: cannot read {role} file {ref.path}: {exc}") from exc
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 keys = sorted(loaded.files)
                 if not keys:
-                    raise CalibrationError(f"{decl.name}: calibration file {ref.path} holds no arrays")
+                    raise CalibrationError(f"{decl.name}: {role} file {ref.path} holds no arrays")
                 samples = []
                 for key in keys:
-                    samples += _as_samples(decl, loaded[key], f"{ref.path}[{key}]")
+                    samples += _as_samples(decl, loaded[key], f"{ref.path}[{key}]", role)
         else:
-            samples = _as_samples(decl, loaded, str(ref.path))
-        return samples, [ref.path], False
+            samples = _as_samples(decl, loaded, str(ref.path), role)
+        return samples, [ref.path]
     before = dict(sys.modules)
     with _on_sys_path(ref.path.parent):
-        module = _import_file(decl, ref.path, "calibration file")
+        module = _import_file(decl, ref.path, f"{role} file")
         func = getattr(module, ref.function, None)
         if func is None or not callable(func):
             raise CalibrationError(f"{decl.name}: {ref.path} has no function '{ref.function}'")
@@ -189,26 +201,25 @@ def load_calibration(decl: Declaration) -> tuple[list[np.ndarray], list[Path], b
             data = func()
         except Exception as exc:
             raise CalibrationError(
-                f"{decl.name}: calibration function {ref} raised{_user_frame(exc, ref.path)}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{decl.name}: {role} function {ref} raised{_user_frame(exc, ref.path)}: {type(exc).__name__}: {exc}"
             ) from exc
     new_modules = {k: v for k, v in sys.modules.items() if k not in before}
     deps = local_module_files(new_modules)
     if hasattr(data, "detach"):
         data = data.detach().cpu().numpy()
     if isinstance(data, np.ndarray):
-        samples = _as_samples(decl, data, str(ref))
+        samples = _as_samples(decl, data, str(ref), role)
     else:
         try:
             items = list(data)
         except TypeError:
             raise CalibrationError(
-                f"{decl.name}: calibration function {ref} returned {type(data).__name__}: return an array "
+                f"{decl.name}: {role} function {ref} returned {type(data).__name__}: return an array "
                 "or a list of arrays"
             ) from None
         samples = []
         for i, item in enumerate(items):
             if hasattr(item, "detach"):
                 item = item.detach().cpu().numpy()
-            samples += _as_samples(decl, np.asarray(item), f"{ref}[{i}]")
-    return samples, deps, False
+            samples += _as_samples(decl, np.asarray(item), f"{ref}[{i}]", role)
+    return samples, deps

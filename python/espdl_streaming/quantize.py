@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from .errors import DeclarationError, ModelLoadError, QuantizeError, StreamingCo
 from .espdl.reader import GATHER_FROM_END_PREFIX, OUTPUT_TIME_AXIS_PREFIX, read_espdl
 from .espdl.simulate import rounding_for_target
 from .espdl.state import is_state_input
+from .quality import LAYER_EVAL_SAMPLES, Evaluation, LayerQuality, measure_layers, split_evaluation
 from .recurrent_state import StateSpec, expose_recurrent_state, initial_state_metadata
 from .streaming_table import StreamingPlan, apply_plan, plan_streaming
 
@@ -74,6 +75,10 @@ class QuantizeResult:
     # exported integers (exported layout): the per-layer reference that localizes a disagreement
     # between the simulator and esp-ppq (verify._check_offline_test_values).
     layer_values: dict[str, Any] = field(default_factory=dict)
+    # Quality (quality.py): the evaluation data and esp-ppq-side per-layer measures on it.
+    evaluation: Evaluation | None = None
+    layer_quality: LayerQuality | None = None
+    promoted: list[str] = field(default_factory=list)  # esp-ppq operations put at 16 bits (QUANT auto)
 
 
 @dataclass
@@ -155,6 +160,7 @@ def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: st
         "espdl_streaming.name": decl.name,
         "espdl_streaming.chip": decl.chip,
         "espdl_streaming.bits": str(decl.bits),
+        "espdl_streaming.quant": decl.quant,
         "espdl_streaming.esp_ppq": esp_ppq_version,
         "espdl_streaming.offline_input_shape": ",".join(map(str, decl.input_shape)),
     }
@@ -183,7 +189,11 @@ def _layer_values(graph: Any, platform: Any, path: Path, inputs: Any) -> dict[st
     return dict(model.test_outputs)
 
 
-def quantize(decl: Declaration) -> QuantizeResult:
+def quantize(decl: Declaration, promoted: Sequence[str] = ()) -> QuantizeResult:
+    """Quantize `decl`'s model with its scheme and export the offline and streaming models.
+
+    `promoted`: esp-ppq operation names put at 16-bit activations (w8a16) on top of a w8a8 model (the
+    steps of QUANT auto)."""
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     from importlib.metadata import version
@@ -199,7 +209,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
     esp_ppq_version = version("esp-ppq")
 
     from .fidelity import check_rewrite, choose_float_reference, without_output_shapes
-    from .loading import load_calibration, load_torch_model
+    from .loading import load_calibration, load_evaluation, load_torch_model
 
     seconds["import"] = time.perf_counter() - t0
     torch.manual_seed(0)
@@ -279,9 +289,16 @@ def quantize(decl: Declaration) -> QuantizeResult:
         seconds["float_check"] = time.perf_counter() - t
 
         samples, calib_deps, random_calibration = load_calibration(decl)
+        calibration_samples = len(samples)
+        loaded_eval = None
+        if decl.evaluation is not None:
+            loaded_eval, eval_deps = load_evaluation(decl)
+            calib_deps = [*calib_deps, *eval_deps]
+        samples, evaluation = split_evaluation(decl, samples, random_calibration, loaded_eval)
         calibration_frames = np.concatenate(samples[:64], axis=decl.time_axis)
         deps = sorted(set(deps) | set(calib_deps))
         calib: list[Any] = [torch.from_numpy(s) for s in samples]
+        eval_items: list[Any] = [torch.from_numpy(s) for s in evaluation.samples[:LAYER_EVAL_SAMPLES]]
         input_shapes = [list(decl.input_shape)]
         streaming_shapes: dict[str, list[int]] | list[int] = list(decl.streaming_input_shape)
         if states:
@@ -290,10 +307,26 @@ def quantize(decl: Declaration) -> QuantizeResult:
                 [x] + [torch.from_numpy(_calibration_state(st, rng)) for st in states]
                 for x in calib
             ]  # fmt: skip
+            # A fresh stream: each recurrent layer starts from its initial state (zeros or the learned one).
+            eval_items = [
+                [x] + [torch.from_numpy(np.asarray(st.initial or np.zeros(st.shape), np.float32).reshape(st.shape))
+                       for st in states]
+                for x in eval_items
+            ]  # fmt: skip
             input_shapes += [list(st.shape) for st in states]
             streaming_shapes = {_stream_input_name(onnx_path): list(decl.streaming_input_shape)}
         steps = min(decl.calib_steps, len(calib))
-        platform = get_target_platform(decl.ppq_target, decl.bits)
+        scheme = "w8a8" if decl.quant == "auto" else decl.quant
+        platform = get_target_platform(decl.ppq_target, scheme)
+        setting = None
+        if promoted:
+            from esp_ppq.api import QuantizationSettingFactory
+
+            setting = QuantizationSettingFactory.espdl_setting(num_of_bits=8)
+            # int16 activations, int8 weights where ESP-DL has W8A16 kernels (less flash than w16a16)
+            wide = get_target_platform(decl.ppq_target, "w8a16")
+            for op_name in promoted:
+                setting.dispatching_table.append(op_name, wide)
         plan_box: dict[str, StreamingPlan] = {}
         streaming_meta: dict[str, str] = {}
         layout_perms: dict[str, list[int]] = {}
@@ -324,7 +357,8 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     calib_steps=steps,
                     input_shape=input_shapes,
                     target=decl.ppq_target,
-                    num_of_bits=decl.bits,
+                    quant_type=scheme,
+                    setting=setting,
                     device="cpu",
                     error_report=False,
                     skip_export=True,
@@ -338,6 +372,9 @@ def quantize(decl: Declaration) -> QuantizeResult:
                     "1.3.12 does not handle: simplify that layer or export it differently"
                 ) from exc
             _check_errors(decl, capture, "calibrating", 0)
+            t_quality = time.perf_counter()
+            layer_quality = measure_layers(graph, eval_items)
+            seconds["layer_quality"] = time.perf_counter() - t_quality
             # ESP-DL's Gather uses indices as they are (no wrap-around): give the offline export x[..., -1] as
             # T - 1; the streaming export keeps -1, which the planner rewrites to count from the chunk's start.
             # The offline file records the indices as the user wrote them (GATHER_FROM_END_PREFIX), so the
@@ -354,7 +391,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
                         negative_gathers.append((gop.inputs[1], idx))
                         written = ",".join(str(int(v)) for v in idx.reshape(-1).tolist())
                         gathers_from_end[f"{GATHER_FROM_END_PREFIX}{gop.name}"] = written
-            seconds["calibrate"] = time.perf_counter() - t
+            seconds["calibrate"] = time.perf_counter() - t - seconds["layer_quality"]
 
             t = time.perf_counter()
             mark = len(capture.errors)
@@ -406,7 +443,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
             plan=plan_box["plan"],
             deps=deps,
             random_calibration=random_calibration,
-            calibration_samples=len(samples),
+            calibration_samples=calibration_samples,
             esp_ppq_version=str(esp_ppq_version),
             log="\n".join(capture.lines),
             warnings=capture.warnings,
@@ -420,4 +457,7 @@ def quantize(decl: Declaration) -> QuantizeResult:
             layout_perms=layout_perms,
             calibration_frames=calibration_frames,
             layer_values=layer_values,
+            evaluation=evaluation,
+            layer_quality=layer_quality,
+            promoted=list(promoted),
         )

@@ -267,6 +267,17 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
             "espdl_streaming_add_model(tcn): TARGET 'nope' is not a target",
         ),
         (["tcn " + GOOD, "tcn " + GOOD], "espdl_streaming_add_model(tcn): a model named 'tcn' is already declared"),
+        (["tcn " + GOOD + " QUANT w4a8"], "espdl_streaming_add_model(tcn): QUANT must be w8a8, w8a16, w16a16 or auto"),
+        (["tcn " + GOOD + " QUANT auto"], "espdl_streaming_add_model(tcn): QUANT auto needs MIN_SNR_DB"),
+        (
+            ["tcn " + GOOD + " QUANT w8a16 BITS 8"],
+            "espdl_streaming_add_model(tcn): BITS 8 contradicts QUANT w8a16: give only QUANT",
+        ),
+        (["tcn " + GOOD + " MIN_SNR_DB high"], "espdl_streaming_add_model(tcn): MIN_SNR_DB must be a positive number"),
+        (
+            ["tcn " + GOOD + " EVAL eval.txt"],
+            "espdl_streaming_add_model(tcn): EVAL must be <file.npy>, <file.npz> or <file.py>:<function>",
+        ),
     ],
     ids=[
         "digit-name",
@@ -282,6 +293,11 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
         "calibration-kind",
         "no-target",
         "duplicate",
+        "quant-unknown",
+        "auto-without-target",
+        "quant-contradicts-bits",
+        "min-snr-not-number",
+        "eval-kind",
     ],
 )
 def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message: str) -> None:

@@ -163,7 +163,9 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Any, An
 
     built = {}
     for bits in (8, 16):
-        decl = dataclasses.replace(example_declaration(tmp_path_factory.mktemp(f"fid{bits}")), bits=bits)
+        decl = dataclasses.replace(
+            example_declaration(tmp_path_factory.mktemp(f"fid{bits}")), quant="w8a8" if bits == 8 else "w16a16"
+        )
         q = quantize(decl)
         v = _verify(decl, q)
         report = make_report(decl, q, v, {"total": 0.0}, F.fidelity_report(decl, q, v))
