@@ -50,6 +50,8 @@ function(espdl_streaming_add_model name)
 
     set(single TARGET MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB)
     set(multi INPUT_SHAPE PLACEMENT DEPENDS)
+    set(args "${ARGN}")
+    __espdl_streaming_check_keywords("${name}" "STRICT" "${single}" "${multi}" "${CMAKE_CURRENT_SOURCE_DIR}" ${args})
     cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
 
     if(NOT arg_TARGET)

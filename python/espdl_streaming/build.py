@@ -189,7 +189,7 @@ def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, V
 def _auto(decl: Declaration) -> tuple[Any, VerifyResult, dict[str, float], dict[str, Any], dict[str, Any]]:
     """QUANT auto: w8a8, then the worst layer (lowest output SNR when quantized alone) moved to 16 bits, one
     step at a time, until the worst output reaches MIN_SNR_DB or every layer is at 16 bits."""
-    from .errors import QuantizeError, VerificationError
+    from .errors import EspdlStreamingError
     from .quality import quality_report, worst_output
 
     assert decl.min_snr_db is not None
@@ -201,10 +201,11 @@ def _auto(decl: Declaration) -> tuple[Any, VerifyResult, dict[str, float], dict[
     while True:
         try:
             q, v, seconds = _quantize_and_verify(decl, promoted)
-        except (QuantizeError, VerificationError) as exc:
+        except EspdlStreamingError as exc:
             if best is None:
                 raise  # the w8a8 model itself: the user's problem to see as it is
-            # esp-ppq cannot export this mix (or it would not verify): keep the layer at 8 bits, go on.
+            # esp-ppq cannot export this mix, or exports it in a form ESP-DL would misread or that does not
+            # verify: keep the layer at 8 bits and go on with the next.
             layer = promoted.pop()
             skipped.append(layer)
             steps.append({"promoted": [layer], "skipped": str(exc).removeprefix(f"{decl.name}: ")[:300]})

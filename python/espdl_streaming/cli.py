@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--placement", default="rodata", help="rodata (default) or partition:LABEL")
     b.add_argument("--depfile", type=Path, help="write a Makefile-style depfile listing the model's local modules")
+    b.add_argument(
+        "--declared-at",
+        metavar="FILE:LINE",
+        help="where the model is declared (CMake passes its CMakeLists.txt line): prefixes every error",
+    )
     _add_quiet(b)
     b.add_argument("--log", type=Path, help="also write esp-ppq's full log to this file")
 
@@ -248,7 +253,8 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         # Every build error names the model first (some come from stages that do not know its name).
         message = str(exc)
         named = message if message.startswith(f"{args.name}: ") else f"{args.name}: {message}"
-        print(f"error: {named}", file=sys.stderr)
+        where = f"{args.declared_at}: " if args.declared_at else ""
+        print(f"{where}error: {named}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:
         if exc.filename and str(args.out_dir) in str(exc.filename):

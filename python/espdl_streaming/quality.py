@@ -30,8 +30,10 @@ HELD_OUT_FRACTION = 0.25
 #: Seeded random evaluation samples when no calibration data is given either.
 RANDOM_EVAL_SAMPLES = 8
 RANDOM_EVAL_SEED = 20261203
-#: At most this many evaluation samples go through esp-ppq's executor (per-layer measures).
-LAYER_EVAL_SAMPLES = 8
+#: At most this many evaluation samples go through esp-ppq's executor (per-layer SNR, saturation), and
+#: the first ALONE_EVAL_SAMPLES of them through the one-layer-quantized runs (one graph run per layer each).
+LAYER_EVAL_SAMPLES = 4
+ALONE_EVAL_SAMPLES = 2
 #: A tensor is reported as saturated when more than this fraction of its evaluation values is clipped.
 SATURATION_FRACTION = 1e-3
 #: The streaming per-output measure runs on at most this many evaluation frames.
@@ -155,7 +157,7 @@ def measure_layers(graph: Any, items: Sequence[Any]) -> LayerQuality:
     eval_max = {name: -math.inf for name in names}
     alone = {op.name: _Acc() for op, _, _ in measured}
     try:
-        for item in items:
+        for index, item in enumerate(items):
             quantized = forward(item, names)
             set_quantized(False, quantable)
             floats = forward(item, names)
@@ -175,7 +177,7 @@ def measure_layers(graph: Any, items: Sequence[Any]) -> LayerQuality:
                 if fd.numel():
                     eval_min[var.name] = min(eval_min[var.name], float(fd.min()))
                     eval_max[var.name] = max(eval_max[var.name], float(fd.max()))
-            for op, _, _ in measured:
+            for op, _, _ in measured if index < ALONE_EVAL_SAMPLES else ():
                 set_quantized(True, [op])
                 for ref, q in zip(float_out, forward(item, outputs)):
                     alone[op.name].add(ref, q)

@@ -344,3 +344,86 @@ def test_missing_python_modules_fail_the_build_not_the_configure(tmp_path: Path)
     assert f"{bare} -m pip install -r {REPO / 'python' / 'requirements.txt'}" in proc.stdout, proc.stdout
     assert re.search(r"Python modules missing from .*: .*esp_ppq", proc.stdout), proc.stdout
     assert QUANTIZING not in proc.stdout
+
+
+# --- mistyped keywords: caught at configure time, named with the closest keyword and the call's line ----
+
+SHAPE = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24"
+
+
+@pytest.mark.parametrize(
+    ("call", "typo", "guess"),
+    [
+        (f"{SHAPE} CHUNK_FRAME 3", "CHUNK_FRAME", "CHUNK_FRAMES"),
+        (f"{GOOD} BIT 16", "BIT", "BITS"),
+        (f"{GOOD} CALIB_STEP 8", "CALIB_STEP", "CALIB_STEPS"),
+        (f"{SHAPE} calibration calib.npy CHUNK_FRAMES 3", "calibration", "CALIBRATION"),
+        (f"{GOOD} DEPENDS helper.py CALIB_STEP 8", "CALIB_STEP", "CALIB_STEPS"),
+        (f"{GOOD} VERIFY_CHUNK 8", "VERIFY_CHUNK", "VERIFY_CHUNKS"),
+        (f"{GOOD} QUANTIZE w8a16", "QUANTIZE", "QUANT"),
+        (f"{GOOD} MIN_SNR 30", "MIN_SNR", "MIN_SNR_DB"),
+        (f"{GOOD} EVALS eval.npy", "EVALS", "EVAL"),
+        (f"{GOOD} STRICTLY", "STRICTLY", "STRICT"),
+        (f"{GOOD} chip esp32s3", "chip", "CHIP"),
+        (f"{GOOD} PLACEMENT RODATA PLACEMNT RODATA", "PLACEMNT", "PLACEMENT"),
+        (f"{GOOD} DEPEND helper.py", "DEPEND", "DEPENDS"),
+    ],
+)
+def test_mistyped_keywords_fail_configure_with_the_line(tmp_path: Path, call: str, typo: str, guess: str) -> None:
+    (tmp_path / "model.py").write_text("def build():\n    raise RuntimeError('configure must fail before this runs')\n")
+    (tmp_path / "helper.py").write_text("")
+    (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
+    lines = [
+        "cmake_minimum_required(VERSION 3.20)",
+        "project(bad C CXX ASM)",
+        f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
+        "add_executable(app main.cpp)",
+        f"espdl_streaming_add_model(tcn {call})",
+    ]
+    (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
+    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path, "-B", tmp_path / "build",
+                f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])  # fmt: skip
+    assert proc.returncode != 0
+    text = flat(proc.stdout)
+    assert f"espdl_streaming_add_model(tcn): unknown keyword '{typo}': did you mean {guess}?" in text, text
+    assert "CMakeLists.txt:5 (espdl_streaming_add_model)" in text, text
+
+
+def test_cmake_and_python_share_their_limits() -> None:
+    from espdl_streaming import declaration as d
+
+    text = (REPO / "cmake" / "espdl_streaming.cmake").read_text()
+
+    def values(var: str) -> list[str]:
+        found = re.search(rf"set\({var} ([^)]*)\)", text)
+        assert found, var
+        return found.group(1).split()
+
+    assert values("__ESPDL_STREAMING_MIN_VERIFY_CHUNKS") == [str(d.MIN_VERIFY_CHUNKS)]
+    assert values("__ESPDL_STREAMING_QUANT_SCHEMES") == list(d.QUANT_SCHEMES)
+    assert float(values("__ESPDL_STREAMING_MAX_MIN_SNR_DB")[0]) == d.MAX_MIN_SNR_DB
+    assert values("__ESPDL_STREAMING_INPUT_RANKS") == ["3", "4"]
+    with pytest.raises(d.DeclarationError, match="has 2 dims"):
+        d.parse_shape("m", "1,16")
+
+
+def test_build_time_errors_name_the_declaration_line(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text("def build():\n    raise RuntimeError('the factory is broken')\n")
+    (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
+    lines = [
+        "cmake_minimum_required(VERSION 3.20)",
+        "project(bad C CXX ASM)",
+        f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
+        "add_executable(app main.cpp)",
+        "",
+        "espdl_streaming_add_model(",
+        f"    tcn {GOOD})",
+    ]
+    (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
+    build = tmp_path / "build"
+    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path, "-B", build,
+                f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    proc = run([CMAKE, "--build", build])
+    assert proc.returncode != 0
+    assert "CMakeLists.txt:6: error: tcn: " in proc.stdout and "the factory is broken" in proc.stdout, proc.stdout

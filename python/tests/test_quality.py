@@ -10,6 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, run_cli
+from conftest_host import assert_engine_matches_simulator
+
+from espdl_streaming.espdl import rounding_for_target
 
 POOR = f"{TEST_MODELS / 'poor_int8.py'}:build"
 POOR_SHAPE = "1,8,16"
@@ -55,7 +58,9 @@ def test_gate_fails_a_poor_model_naming_the_worst_layers(tmp_path: Path, poor_ca
     assert not out.exists() or not any(out.iterdir())  # nothing written
 
 
-def test_auto_reaches_the_target_with_less_flash_than_w16a16(tmp_path: Path, poor_calib: Path) -> None:
+def test_auto_reaches_the_target_with_less_flash_than_w16a16(
+    tmp_path: Path, poor_calib: Path, host_engine: Path
+) -> None:
     auto = _build(tmp_path / "auto", "--calibration", str(poor_calib), "--quant", "auto", "--min-snr-db", "30")
     assert auto.returncode == 0, auto.stderr
     wide = _build(tmp_path / "w16", "--calibration", str(poor_calib), "--quant", "w16a16", "--min-snr-db", "30")
@@ -67,7 +72,12 @@ def test_auto_reaches_the_target_with_less_flash_than_w16a16(tmp_path: Path, poo
     assert qa["auto"]["promoted"] and qa["auto"]["steps"][0]["snr_db"] < 30 <= qa["auto"]["steps"][-1]["snr_db"]
     assert a["espdl_bytes"] < w["espdl_bytes"]
     assert a["streaming"]["verified"] and a["streaming"]["max_abs_diff"] == 0
-    assert "auto: 2 layer(s) at 16 bits" in auto.stdout or "auto:" in auto.stdout
+    assert f"auto: {len(qa['auto']['promoted'])} layer(s) at 16 bits" in auto.stdout
+    # The mixed-precision result runs on the C++ host engine exactly as the simulator runs it.
+    for suffix in (".espdl", ".offline.espdl"):
+        assert_engine_matches_simulator(
+            host_engine, tmp_path / "auto" / f"poor{suffix}", rounding_for_target("esp32p4"), chunks=4
+        )
 
 
 def test_eval_data_is_used_and_checked(tmp_path: Path) -> None:
