@@ -335,7 +335,7 @@ function(__espdl_streaming_check_python python out)
         return()
     endif()
     # The modules the tool needs; find_spec locates them without importing anything.
-    set(modules "esp_ppq', 'torch', 'jinja2', 'numpy', 'flatbuffers")
+    set(modules "esp_ppq', 'torch', 'jinja2', 'numpy', 'onnx', 'onnxruntime")
     execute_process(
         COMMAND "${python}" -c
             "import importlib.util as u; print(' '.join(m for m in ['${modules}'] if u.find_spec(m) is None))"

@@ -5,4 +5,6 @@ host simulation that every streaming chunk equals the offline model bit for bit,
 generates a typed C++ class over the component's runtime.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__"]

@@ -141,13 +141,25 @@ def _run_build_step(cmd: list[str], what: str) -> None:
         raise HostEngineError(f"{what} failed:\n{tail}")
 
 
+def _default_build_dir(sanitize: bool) -> Path:
+    name = "host-engine-sanitize" if sanitize else "host-engine"
+    if (_ROOT / "tests" / "host").is_dir():  # a checkout: build next to the other build outputs
+        return _ROOT / "build" / name
+    cache = os.environ.get("ESPDL_STREAMING_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "espdl_streaming"
+    )
+    return Path(cache) / f"{name}-{hashlib.sha256(str(_ROOT).encode()).hexdigest()[:12]}"
+
+
 def build_host_engine(build_dir: Path | None = None, *, sanitize: bool = False) -> Path:
     """Build ``host/`` (the engine, the runtime and the tools) and return ``espdl_run``.
 
     The build is skipped when the engine's sources are unchanged since the last build in
-    ``build_dir`` (default: ``build/host-engine`` or ``build/host-engine-sanitize`` in the
-    component).  ``sanitize`` builds with AddressSanitizer and UBSan.  ``espdl_fuzz`` and
-    ``engine_check`` are built next to ``espdl_run``.
+    ``build_dir`` (default: ``build/host-engine`` or ``build/host-engine-sanitize`` in a checkout of
+    the component; in an installed copy, which is read-only to us, a directory under
+    ``$ESPDL_STREAMING_CACHE_DIR``, else ``$XDG_CACHE_HOME/espdl_streaming`` or
+    ``~/.cache/espdl_streaming``, named after the copy's path).  ``sanitize`` builds with
+    AddressSanitizer and UBSan.  ``espdl_fuzz`` and ``engine_check`` are built next to ``espdl_run``.
     """
     source = _ROOT / "host"
     if not (source / "CMakeLists.txt").is_file():
@@ -156,7 +168,7 @@ def build_host_engine(build_dir: Path | None = None, *, sanitize: bool = False) 
             "use the espdl_streaming component's checkout, where python/ sits next to host/ and src/"
         )
     if build_dir is None:
-        build_dir = _ROOT / "build" / ("host-engine-sanitize" if sanitize else "host-engine")
+        build_dir = _default_build_dir(sanitize)
     build_dir = Path(build_dir).resolve()
     exe = build_dir / "espdl_run"
     want = _sources_hash(sanitize)
