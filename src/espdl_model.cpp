@@ -12,6 +12,8 @@
 #include <new>
 
 #include "dl_model_base.hpp"
+#include "esp_partition.h"
+#include "espdl_streaming/model_check.hpp"
 
 namespace espdl_streaming {
 namespace {
@@ -173,6 +175,26 @@ esp_err_t open_model(const model_source &src, model_interface **out)
 void close_model(model_interface *model)
 {
     delete model;
+}
+
+esp_err_t check_partition_model(const char *model_name, const char *label, uint32_t expected_bytes,
+                                uint32_t expected_crc32)
+{
+    const esp_partition_t *part = esp_partition_find_first(ESP_PARTITION_TYPE_DATA, ESP_PARTITION_SUBTYPE_ANY, label);
+    ESPDL_STREAMING_RETURN_ON_FALSE(part != nullptr, ESP_ERR_NOT_FOUND, model_name,
+                                    "no data partition '%s' in the partition table", label);
+    ESPDL_STREAMING_RETURN_ON_FALSE(part->size >= expected_bytes, ESP_ERR_INVALID_SIZE, model_name,
+                                    "partition '%s' holds %lu bytes, the model needs %lu", label,
+                                    static_cast<unsigned long>(part->size), static_cast<unsigned long>(expected_bytes));
+    /* Only the model's bytes, and only for the check: ESP-DL maps the whole partition itself once
+     * this mapping is gone, so the two never hold MMU pages at the same time. */
+    const void *bytes = nullptr;
+    esp_partition_mmap_handle_t map = 0;
+    ESPDL_STREAMING_RETURN_ON_ERROR(
+        esp_partition_mmap(part, 0, expected_bytes, ESP_PARTITION_MMAP_DATA, &bytes, &map));
+    const esp_err_t ret = check_partition_bytes(model_name, label, bytes, expected_bytes, expected_crc32);
+    esp_partition_munmap(map);
+    return ret;
 }
 
 } // namespace espdl_streaming

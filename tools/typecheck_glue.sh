@@ -31,12 +31,15 @@ PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$WORK" <<'PY'
 import sys
 from pathlib import Path
 
+import struct
+
 import numpy as np
 
 from espdl_streaming.codegen import render_glue
 
 out = Path(sys.argv[1])
 frames = (np.arange(7 * 16, dtype=np.float32).reshape(7, 16) - 50.0) / 8.0
+espdl = b"EDL2" + struct.pack("<III", 0, 32, 0) + bytes(range(32))  # header + a 32-byte stand-in body
 for name, placement in (("kws", {"kind": "rodata", "symbol": "espdl_streaming_kws_espdl"}),
                         ("kws_part", {"kind": "partition", "label": "model"})):
     glue = {
@@ -48,7 +51,7 @@ for name, placement in (("kws", {"kind": "rodata", "symbol": "espdl_streaming_kw
         "placement": placement,
         "golden": {"frames": frames, "chunks": 2,
                    "outputs": [np.arange(16).reshape(2, 8), np.arange(16).reshape(2, 8) * 100]},
-        "espdl_bytes": 1, "cache_bytes": 1, "macs_per_chunk": 1,
+        "espdl": espdl, "espdl_bytes": len(espdl), "cache_bytes": 1, "macs_per_chunk": 1,
     }
     hpp, cpp = render_glue(glue)
     (out / f"{name}.hpp").write_text(hpp)

@@ -37,4 +37,17 @@ esp_err_t open_model(const model_source &src, model_interface **out);
 /** Release a model returned by open_model(); null is ignored. */
 void close_model(model_interface *model);
 
+/**
+ * Chips only (ESP-IDF, not the linux target; src/espdl_model.cpp): check that data partition
+ * `label` starts with the .espdl of `expected_bytes` bytes and CRC-32 `expected_crc32`, before
+ * open_model() hands the label to ESP-DL. Maps the first `expected_bytes` bytes, checks them
+ * (model_check.hpp: why a CRC-32 of exactly the model) and unmaps them again.
+ *
+ * @return ESP_OK, ESP_ERR_NOT_FOUND (no such data partition), ESP_ERR_INVALID_SIZE (partition
+ *         smaller than the model), ESP_ERR_INVALID_VERSION (another model, or none: logged with
+ *         both CRCs and the command that flashes the model), or esp_partition_mmap()'s error
+ */
+esp_err_t check_partition_model(const char *model_name, const char *label, uint32_t expected_bytes,
+                                uint32_t expected_crc32);
+
 } // namespace espdl_streaming

@@ -24,7 +24,9 @@ typedef int esp_err_t;
 #define ESP_ERR_INVALID_ARG 0x102
 #define ESP_ERR_INVALID_STATE 0x103
 #define ESP_ERR_INVALID_SIZE 0x104
+#define ESP_ERR_NOT_FOUND 0x105
 #define ESP_ERR_NOT_SUPPORTED 0x106
+#define ESP_ERR_INVALID_VERSION 0x10A
 
 #define ESPDL_STREAMING_HOST_LOG(letter, tag, format, ...) \
     std::fprintf(stderr, letter " (%s): " format "\n", tag, ##__VA_ARGS__)

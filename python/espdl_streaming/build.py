@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from typing import Any
 
 from . import __version__
 from .declaration import Declaration
-from .espdl_semantics import ESPDL_RANGE
+from .espdl_semantics import espdl_range_for
 from .verify import STREAM_SEED, VerifyResult
 
 
@@ -43,6 +44,14 @@ def _calibration_json(decl: Declaration, samples: int, random: bool) -> dict[str
             "fit real inputs. Pass CALIBRATION (CMake) / --calibration (CLI) with representative frames.",
         }  # fmt: skip
     return {"source": str(decl.calibration), "samples": samples, "random": False}
+
+
+def _espdl_versions(q: Any) -> str:
+    """The ESP-DL versions the streaming model runs on (W8A16 layers need a newer ESP-DL)."""
+    from .espdl import read_espdl
+
+    model = read_espdl(q.streaming_bytes, source="the streaming model")
+    return espdl_range_for({str(n.attributes.get("quant_type", "")) for n in model.nodes})
 
 
 def make_report(
@@ -125,7 +134,7 @@ def make_report(
         "golden_chunks": v.golden_chunks,
         "esp_ppq_version": q.esp_ppq_version,
         # The ESP-DL versions whose integer semantics the verification and the golden vectors follow.
-        "espdl_versions": ESPDL_RANGE,
+        "espdl_versions": _espdl_versions(q),
         "espdl_streaming_version": __version__,
         "dependencies": [str(p) for p in q.deps],
         "seconds": {k: round(val, 3) for k, val in seconds.items()},
@@ -137,7 +146,7 @@ def make_glue(decl: Declaration, v: VerifyResult, q: Any, command_line: str) -> 
         "name": decl.name,
         "target": decl.chip,
         "command_line": command_line,
-        "espdl_versions": ESPDL_RANGE,
+        "espdl_versions": _espdl_versions(q),
         "chunk_frames": decl.chunk_frames,
         "feature_dim": decl.feature_dim,
         "rounding": v.rounding,
@@ -150,6 +159,7 @@ def make_glue(decl: Declaration, v: VerifyResult, q: Any, command_line: str) -> 
         "placement": _placement(decl),
         "golden": {"frames": v.golden_frames, "chunks": v.golden_chunks, "outputs": v.golden_outputs},
         "espdl_bytes": len(q.streaming_bytes),
+        "espdl": q.streaming_bytes,  # the stale-model check: codegen embeds its CRC-32
         "cache_bytes": v.cache_bytes,
         "macs_per_chunk": v.macs_per_chunk,
     }
@@ -187,8 +197,9 @@ def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, V
 
 
 def _auto(decl: Declaration) -> tuple[Any, VerifyResult, dict[str, float], dict[str, Any], dict[str, Any]]:
-    """QUANT auto: w8a8, then the worst layer (lowest output SNR when quantized alone) moved to 16 bits, one
-    step at a time, until the worst output reaches MIN_SNR_DB or every layer is at 16 bits."""
+    """QUANT auto: w8a8, then the worst layer (lowest output SNR when quantized alone) moved to 16-bit
+    activations, one step at a time, until the worst output reaches MIN_SNR_DB; when every layer was tried,
+    the whole model at w8a16, then at w16a16."""
     from .errors import EspdlStreamingError
     from .quality import quality_report, worst_output
 
@@ -230,6 +241,22 @@ def _auto(decl: Declaration) -> tuple[Any, VerifyResult, dict[str, float], dict[
             ranking = list(q.layer_quality.ranking if q.layer_quality else [])
         left = [name for name in ranking if name not in promoted and name not in skipped]
         reached = snr is not None and snr >= decl.min_snr_db
+        if not reached and not left:
+            # Layer by layer did not get there (a layer's int8 input or a mix esp-ppq re-quantizes): every
+            # layer at 16-bit activations, int8 weights where ESP-DL has W8A16 kernels, then w16a16.
+            for scheme in ("w8a16", "w16a16"):
+                whole = dataclasses.replace(decl, quant=scheme)
+                q, v, seconds = _quantize_and_verify(whole, [])
+                quality = quality_report(whole, q, v)
+                quality["scheme"] = f"auto: {scheme} (every layer)"
+                worst = worst_output(quality["outputs"])
+                snr = worst["snr_db"] if worst else None
+                steps.append({"scheme": scheme, "promoted": ["every layer"], "snr_db": snr,
+                              "espdl_bytes": len(q.streaming_bytes), "cache_bytes": v.cache_bytes})  # fmt: skip
+                reached = snr is not None and snr >= decl.min_snr_db
+                if reached:
+                    promoted = ["every layer"]
+                    break
         if reached or not left:
             auto = {
                 "target_snr_db": decl.min_snr_db,

@@ -162,7 +162,7 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
             f"{quality.get('frames')} evaluation frames"
             + (f", top-1 agreement {100 * q['top1_agreement']:.1f}%" if q.get("top1_agreement") is not None else "")
             + (f"; gate MIN_SNR_DB {gate['min_snr_db']:g} passed" if gate.get("passed") else "")
-            + (f"; auto: {len(auto['promoted'])} layer(s) at 16 bits" if auto else "")
+            + (f"; auto: {_promoted_text(auto['promoted'])} at 16 bits" if auto else "")
         )
     i = report["input"]
     lines.append(f"  input   {i['name']}: {i['dtype']} {i['shape']} exponent {i['exponent']}")
@@ -185,6 +185,10 @@ def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
     lines.append(f"  quality page: {out_dir / (report['name'] + '.report.html')}")
     lines.append(f"  {len(written)} file(s) updated in {out_dir}" if written else f"  outputs unchanged in {out_dir}")
     return "\n".join(lines)
+
+
+def _promoted_text(promoted: list[str]) -> str:
+    return "every layer" if promoted == ["every layer"] else f"{len(promoted)} layer(s)"
 
 
 def _worst_snr(fidelity: dict) -> tuple[str, float] | None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import re
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jinja2
 import numpy as np
 
-__all__ = ["render_glue", "c_identifier", "output_identifiers", "float_literal", "c_string"]
+__all__ = ["render_glue", "c_identifier", "output_identifiers", "float_literal", "c_string", "espdl_digest"]
 
 _CPP_KEYWORDS = frozenset(
     """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
@@ -40,7 +42,8 @@ _CLASS_NAMES = frozenset(
     open_model close_model run_self_test quantize dequantize quantize_value dtype_size esp_err_t
     size_t uint32_t uint64_t int8_t int16_t uint8_t engine owned TAG k_spec k_outputs k_golden
     k_golden_frames k_golden_expected models espdl_streaming state_count state_bytes m_state k_states
-    k_output_indices state_spec m_partition_map m_partition_mapped""".split()
+    k_output_indices state_spec m_partition_map m_partition_mapped espdl_crc32 crc32 espdl_file_size
+    check_linked_model check_partition_bytes check_partition_model""".split()
 )
 
 _DTYPES = {"int8": ("int8_t", -128, 127), "int16": ("int16_t", -32768, 32767)}
@@ -164,6 +167,45 @@ def _tensor(t: dict[str, Any], what: str, *, real_ok: bool = False) -> dict[str,
     }
 
 
+def espdl_digest(data: bytes) -> int:
+    """The digest the generated init() checks a partition's model against: zlib's CRC-32 of the .espdl
+    (the runtime computes the same with ESP-IDF's esp_rom_crc32_le; see include/espdl_streaming/model_check.hpp)."""
+    return zlib.crc32(data)
+
+
+def _espdl_file_size(data: bytes) -> int:
+    """What the runtime's espdl_file_size() reads from an .espdl header (0: not an .espdl)."""
+    if len(data) < 16:
+        return 0
+    header = {b"EDL1": 12, b"EDL2": 16}.get(data[:4])
+    return 0 if header is None else header + struct.unpack_from("<I", data, 8)[0]
+
+
+def _digest(glue: dict[str, Any], espdl_bytes: int) -> int | None:
+    """CRC-32 of the streaming .espdl, from its bytes (glue["espdl"]) or given (glue["espdl_crc32"]).
+
+    None when the glue carries neither: the generated code then has no espdl_crc32 and does not check
+    a partition's model (build.make_glue passes the bytes; older callers may not).
+    """
+    given = glue.get("espdl_crc32")
+    data = glue.get("espdl")
+    if data is None:
+        return None if given is None else int(given) & 0xFFFFFFFF
+    data = bytes(data)
+    if len(data) != espdl_bytes:
+        raise ValueError(f"the .espdl has {len(data)} bytes, espdl_bytes says {espdl_bytes}")
+    if _espdl_file_size(data) != len(data):
+        # init() of a RODATA model checks the linked bytes' header against espdl_bytes.
+        raise ValueError(
+            f"the .espdl header describes {_espdl_file_size(data)} bytes (EDL1/EDL2 header + FlatBuffer), "
+            f"the file has {len(data)}"
+        )
+    digest = espdl_digest(data)
+    if given is not None and int(given) != digest:
+        raise ValueError(f"espdl_crc32 {int(given):#010x} is not the CRC-32 of the .espdl bytes ({digest:#010x})")
+    return digest
+
+
 def _context(glue: dict[str, Any]) -> dict[str, Any]:
     name = str(glue["name"])
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name in _CPP_KEYWORDS or name in _CLASS_NAMES:
@@ -239,6 +281,11 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown placement {placement['kind']!r}")
 
+    espdl_bytes = int(glue["espdl_bytes"])
+    if not 16 <= espdl_bytes < 2**32:
+        raise ValueError(f"espdl_bytes {espdl_bytes} is not the size of an .espdl file")
+    digest = _digest(glue, espdl_bytes)
+
     golden = glue["golden"]
     chunks = int(golden["chunks"])
     frames = np.asarray(golden["frames"], dtype=np.float32)
@@ -293,7 +340,8 @@ def _context(glue: dict[str, Any]) -> dict[str, Any]:
         "golden_frame_count": frames.shape[0],
         "golden_chunks": chunks,
         "golden_frame_lines": _table_lines((float_literal(v) for v in frames.reshape(-1)), _FLOATS_PER_LINE),
-        "espdl_bytes": int(glue["espdl_bytes"]),
+        "espdl_bytes": espdl_bytes,
+        "espdl_crc32": None if digest is None else f"0x{digest:08x}u",
         "cache_bytes": int(glue["cache_bytes"]),
         "macs_per_chunk": int(glue["macs_per_chunk"]),
     }

@@ -12,3 +12,14 @@ from __future__ import annotations
 ESPDL_MIN = "3.3.8"
 ESPDL_BELOW = "4.0.0"
 ESPDL_RANGE = f">={ESPDL_MIN},<{ESPDL_BELOW}"
+
+# ESP-DL loads W8A16 layers (int8 weights, int16 activations: QUANT w8a16, and QUANT auto's promoted
+# layers) only from 3.3.11 on (its release notes; 3.3.9's loader rejects the quant type).
+ESPDL_W8A16_MIN = "3.3.11"
+
+
+def espdl_range_for(quant_types: set[str]) -> str:
+    """The ESP-DL versions a model with these node quant types runs on, with our semantics."""
+    if "W8A16" in quant_types:
+        return f">={ESPDL_W8A16_MIN},<{ESPDL_BELOW}"
+    return ESPDL_RANGE

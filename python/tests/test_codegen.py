@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,12 @@ def golden_frames() -> np.ndarray:
     return frames
 
 
+def fake_espdl(size: int = 4096, seed: int = 1) -> bytes:
+    """Stand-in .espdl bytes: an EDL2 header describing `size` bytes, then noise."""
+    body = np.random.default_rng(seed).integers(0, 256, size - 16, dtype=np.uint8).tobytes()
+    return b"EDL2" + struct.pack("<III", 0, size - 16, 0) + body
+
+
 def make_glue(rounding: str = "half_even", placement: dict[str, str] | None = None) -> dict[str, Any]:
     frames = golden_frames()
     q = reference_quantize(frames[: CHUNKS * CHUNK], -5, rounding, "int8").reshape(CHUNKS, CHUNK * FEATURES)
@@ -91,6 +99,7 @@ def make_glue(rounding: str = "half_even", placement: dict[str, str] | None = No
         "outputs": [dict(o) for o in OUTPUTS],
         "placement": placement or {"kind": "rodata", "symbol": "espdl_streaming_kws_espdl"},
         "golden": {"frames": frames, "chunks": CHUNKS, "outputs": fake_model(q)},
+        "espdl": fake_espdl(),
         "espdl_bytes": 4096,
         "cache_bytes": 80,
         "macs_per_chunk": 1234,
@@ -125,6 +134,53 @@ def test_partition_placement() -> None:
     _, cpp = render_glue(make_glue(placement={"kind": "partition", "label": "model"}))
     assert '{placement::partition, nullptr, "model", k_spec.round_mode}' in cpp
     assert "extern" not in cpp
+
+
+def test_digest_is_the_crc32_of_the_espdl_bytes() -> None:
+    for placement in ({"kind": "partition", "label": "model"}, None):
+        glue = make_glue(placement=placement)
+        hpp, cpp = render_glue(glue)
+        digest = zlib.crc32(glue["espdl"])
+        assert f"static constexpr uint32_t espdl_crc32 = 0x{digest:08x}u;" in hpp
+        if placement:
+            # chips: the runtime maps and checks the partition; linux: the generated code checks its mapping
+            assert 'check_partition_model(TAG, "model", espdl_bytes, espdl_crc32)' in cpp
+            assert 'check_partition_bytes(TAG, "model", bytes, espdl_bytes, espdl_crc32)' in cpp
+        else:
+            assert "check_linked_model(TAG, espdl_streaming_kws_espdl, espdl_bytes)" in cpp
+    other = make_glue()
+    other["espdl"] = fake_espdl(seed=2)
+    assert render_glue(other)[0] != render_glue(make_glue())[0]
+    # A digest given instead of the bytes is used as it is; with both, they must agree.
+    given = make_glue(placement={"kind": "partition", "label": "model"})
+    digest = zlib.crc32(given.pop("espdl"))
+    given["espdl_crc32"] = digest
+    assert f"espdl_crc32 = 0x{digest:08x}u;" in render_glue(given)[0]
+    given["espdl"] = fake_espdl(seed=2)
+    with pytest.raises(ValueError, match="is not the CRC-32"):
+        render_glue(given)
+
+
+def test_without_the_espdl_bytes_the_partition_is_not_checked() -> None:
+    glue = make_glue(placement={"kind": "partition", "label": "model"})
+    del glue["espdl"]
+    hpp, cpp = render_glue(glue)
+    assert "espdl_crc32" not in hpp + cpp
+    assert "check_partition" not in cpp
+    assert "not checked" in hpp
+
+
+@pytest.mark.parametrize("change", ["length", "header", "magic"])
+def test_inconsistent_espdl_bytes_are_rejected(change: str) -> None:
+    glue = make_glue()
+    if change == "length":
+        glue["espdl_bytes"] = 4000
+    elif change == "header":
+        glue["espdl"] = glue["espdl"][:8] + struct.pack("<I", 100) + glue["espdl"][12:]
+    else:
+        glue["espdl"] = b"PDL2" + glue["espdl"][4:]
+    with pytest.raises(ValueError, match="espdl"):
+        render_glue(glue)
 
 
 def test_identifiers() -> None:
@@ -351,17 +407,24 @@ def runtime_objects(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return objects
 
 
-def build_and_run(glue: dict[str, Any], work: Path, objects: list[Path]) -> tuple[dict[str, int], str]:
-    """Compile the generated class with the test main; return its key=value lines and its log."""
+def blob_source(header: bytes) -> str:
+    """The rodata symbol the CMake side would define; only the .espdl header is ever read here."""
+    body = ", ".join(str(b) for b in header[:16])
+    return f'extern "C" {{ alignas(16) extern const unsigned char espdl_streaming_kws_espdl[16] = {{{body}}}; }}\n'
+
+
+def build_and_run(
+    glue: dict[str, Any], work: Path, objects: list[Path], linked: bytes | None = None
+) -> tuple[dict[str, int], str]:
+    """Compile the generated class with the test main; return its key=value lines and its log.
+
+    `linked`: the bytes behind the rodata symbol (default: the glue's own .espdl)."""
     hpp, cpp = render_glue(glue)
     (work / "kws.hpp").write_text(hpp)
     (work / "kws.cpp").write_text(cpp)
     (work / "test_data.h").write_text(make_test_data(glue))
     (work / "main.cpp").write_text(TEST_MAIN)
-    # The rodata symbol the CMake side would define.
-    (work / "blob.cpp").write_text(
-        'extern "C" { alignas(16) extern const unsigned char espdl_streaming_kws_espdl[16] = {0}; }\n'
-    )
+    (work / "blob.cpp").write_text(blob_source(glue["espdl"] if linked is None else linked))
     exe = work / "kws_test"
     subprocess.run(
         [
@@ -401,6 +464,72 @@ def test_generated_class_streams_golden_data(rounding: str, tmp_path: Path, runt
     assert result["self_test"] == 0
     assert result["input_mismatches"] == 0
     assert result["initialized_after_deinit"] == 0
+
+
+def test_rodata_init_refuses_a_linked_model_of_another_size(tmp_path: Path, runtime_objects: list[Path]) -> None:
+    result, log = build_and_run(make_glue(), tmp_path, runtime_objects, linked=fake_espdl(4112))
+    assert result["init_default"] == 0x10A  # ESP_ERR_INVALID_VERSION, before any engine is asked
+    assert result["init"] == 0  # an injected engine is not checked
+    line = "E (kws): the .espdl linked into the app is not this class's model: its header describes 4112 bytes, "
+    assert line + "kws.espdl of the build that generated the class has 4096" in log
+    assert len([entry for entry in log.splitlines() if "linked into the app" in entry]) == 1, log
+
+
+PARTITION_CHECK_MAIN = r"""
+#include <cstdio>
+
+#include "espdl_streaming/model_check.hpp"
+#include "partition_data.h"
+
+using namespace espdl_streaming;
+
+int main()
+{
+    std::printf("crc_empty=%lu\n", static_cast<unsigned long>(crc32(pd_model, 0)));
+    std::printf("crc_model=%lu\n", static_cast<unsigned long>(crc32(pd_model, sizeof(pd_model))));
+    const uint32_t half = crc32(pd_model, 100);
+    std::printf("crc_chained=%lu\n", static_cast<unsigned long>(crc32(pd_model + 100, sizeof(pd_model) - 100, half)));
+    std::printf("same=%d\n", check_partition_bytes("kws", "model", pd_model, sizeof(pd_model), pd_crc));
+    std::printf("other=%d\n", check_partition_bytes("kws", "model", pd_other, sizeof(pd_model), pd_crc));
+    std::printf("erased=%d\n", check_partition_bytes("kws", "model", pd_erased, sizeof(pd_model), pd_crc));
+    return 0;
+}
+"""
+
+
+def test_partition_check_uses_zlibs_crc32_and_names_the_fix(tmp_path: Path) -> None:
+    """The runtime's CRC-32 (the portable one; ESP-IDF builds use the ROM's, test_idf.py) is zlib's, and a
+    partition holding another model, or none, fails with one line: partition, both CRCs, the command."""
+    model, other = fake_espdl(4096, 1), fake_espdl(4096, 2)[:3000] + b"\xff" * 1096  # smaller and older
+    erased = b"\xff" * 4096
+    data = "#pragma once\n#include <cstdint>\n" + "".join(
+        c_array(name, "uint8_t", np.frombuffer(b, np.uint8)) for name, b in
+        (("pd_model", model), ("pd_other", other), ("pd_erased", erased))
+    ) + f"static const uint32_t pd_crc = {zlib.crc32(model)}u;\n"  # fmt: skip
+    (tmp_path / "partition_data.h").write_text(data)
+    (tmp_path / "main.cpp").write_text(PARTITION_CHECK_MAIN)
+    exe = tmp_path / "partition_check"
+    include = ["-I", str(ROOT / "include"), "-I", str(tmp_path)]
+    subprocess.run(["g++", *CXXFLAGS, *include, str(tmp_path / "main.cpp"), "-o", str(exe)], check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = {k: int(v) for k, v in (line.split("=", 1) for line in run.stdout.splitlines())}
+    assert result == {
+        "crc_empty": 0,
+        "crc_model": zlib.crc32(model),
+        "crc_chained": zlib.crc32(model),
+        "same": 0,
+        "other": 0x10A,  # ESP_ERR_INVALID_VERSION
+        "erased": 0x10A,
+    }
+    lines = run.stderr.splitlines()
+    assert len(lines) == 2, run.stderr
+    fix = "Flash the model with the app: `idf.py flash` writes both"
+    for line, what, found in zip(lines, ("another model", "no model (erased?)"), (other, erased), strict=True):
+        assert line.startswith(
+            f"E (kws): partition 'model' holds {what}: CRC-32 of its first 4096 bytes is "
+            f"0x{zlib.crc32(found):08x}, this app expects 0x{zlib.crc32(model):08x} (kws.espdl of its build). {fix}"
+        ), line
 
 
 def test_self_test_fails_on_corrupted_golden(tmp_path: Path, runtime_objects: list[Path]) -> None:

@@ -10,8 +10,10 @@ and the generated self_test() must pass against the same double.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -159,8 +161,9 @@ def test_generated_glue_equals_simulator(example_builds: dict[str, Path], target
     data += _c_array("td_outputs", "int8_t", np.stack(outputs))
     (tmp_path / "test_data.h").write_text(data)
     (tmp_path / "main.cpp").write_text(MAIN)
+    header = ", ".join(str(b) for b in (out / "tcn.espdl").read_bytes()[:16])  # init() reads only the header
     (tmp_path / "blob.cpp").write_text(
-        'extern "C" { alignas(16) extern const unsigned char espdl_streaming_tcn_espdl[16] = {0}; }\n'
+        f'extern "C" {{ alignas(16) extern const unsigned char espdl_streaming_tcn_espdl[16] = {{{header}}}; }}\n'
     )
     exe = tmp_path / "glue_test"
     subprocess.run(
@@ -194,3 +197,14 @@ def test_generated_glue_equals_simulator(example_builds: dict[str, Path], target
         "self_test": 0,
         "input_mismatches_after_self_test": 0,
     }, run.stdout + run.stderr
+
+
+def test_generated_digest_is_the_crc32_of_the_built_espdl(example_builds: dict[str, Path]) -> None:
+    """The CRC-32 a PARTITION model's init() checks the partition against is that of the .espdl the build wrote."""
+    out = example_builds["esp32p4"]
+    hpp = (out / "tcn.hpp").read_text()
+    espdl = (out / "tcn.espdl").read_bytes()
+    match = re.search(r"static constexpr uint32_t espdl_crc32 = 0x([0-9a-f]{8})u;", hpp)
+    assert match is not None, hpp[:2000]
+    assert int(match.group(1), 16) == zlib.crc32(espdl)
+    assert f"static constexpr uint32_t espdl_bytes = {len(espdl)};" in hpp

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +80,30 @@ extern "C" void app_main(void)
 }
 """
 
+# Loads the PARTITION model, runs its self test, prints both results and exits. ESPDL_FLASH_IMAGE names
+# a whole flash image (partition table at 0x8000) to run on instead of the emulated flash the build
+# preloads: what a chip's flash holds after `idf.py app-flash` of a new app over an old model.
 PARTITION_MAIN_CPP = """\
+#include <cstdio>
+#include <cstdlib>
+#include "esp_err.h"
+#include "esp_private/partition_linux.h"
 #include "tcn.hpp"
-extern "C" void app_main(void) {}
+
+extern "C" void app_main(void)
+{
+    const char *image = std::getenv("ESPDL_FLASH_IMAGE");
+    if (image != nullptr) {
+        esp_partition_file_mmap_ctrl_t *ctrl = esp_partition_get_file_mmap_ctrl_input();
+        std::snprintf(ctrl->flash_file_name, sizeof(ctrl->flash_file_name), "%s", image);
+    }
+    static espdl_streaming::models::tcn model;
+    const esp_err_t init = model.init();
+    const esp_err_t test = init == ESP_OK ? model.self_test() : init;
+    std::printf("tcn init=%s self_test=%s\\n", esp_err_to_name(init), init == ESP_OK ? esp_err_to_name(test) : "-");
+    std::fflush(stdout);
+    std::exit(test == ESP_OK ? 0 : 1);
+}
 """
 
 
@@ -248,17 +271,101 @@ def test_missing_partition_fails_the_build_with_the_line_to_add(tmp_path: Path) 
     assert "add this line to the table" in out and "model, data, spiffs, ," in out
 
 
-def test_partition_that_fits_builds_and_preloads_emulated_flash(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def partition_project(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = tmp_path_factory.mktemp("idf_partition")
     project = make_project(
-        tmp_path, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP, partitions=TABLE + "model,    data, spiffs,  ,        1M,\n"
+        root, PARTITION_MAIN_CMAKE, PARTITION_MAIN_CPP, partitions=TABLE + "model,    data, spiffs,  ,        1M,\n"
     )
+    first = idf(project, "build")
+    assert first.returncode == 0, first.stdout
+    return Built(project, first)
+
+
+def run_app(project: Path, image: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("ESPDL_FLASH_IMAGE", None)
+    if image is not None:
+        env["ESPDL_FLASH_IMAGE"] = str(image)
+    run = subprocess.run(
+        [str(project / "build" / "espdl_streaming_idf_check.elf")], cwd=project / "build", env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+    )  # fmt: skip
+    print(run.stdout[-2000:])
+    return run
+
+
+def flash_image(project: Path, path: Path, label: str, content: bytes) -> tuple[Path, int]:
+    """A whole emulated flash: the build's partition table at 0x8000, `content` at the start of partition
+    `label`, erased (0xff) elsewhere. Returns the path and the partition's size."""
+    table = (project / "build" / "partition_table" / "partition-table.bin").read_bytes()
+    entries = {}
+    for at in range(0, len(table), 32):
+        if table[at : at + 2] != b"\xaa\x50":
+            break
+        offset, size = struct.unpack_from("<II", table, at + 4)
+        entries[table[at + 12 : at + 28].rstrip(b"\0").decode()] = (offset, size)
+    offset, size = entries[label]
+    assert len(content) <= size
+    image = bytearray(b"\xff" * max(o + s for o, s in entries.values()))
+    image[0x8000 : 0x8000 + len(table)] = table
+    image[offset : offset + len(content)] = content
+    path.write_bytes(bytes(image))
+    return path, size
+
+
+def test_partition_that_fits_builds_and_preloads_emulated_flash(partition_project: Built) -> None:
+    proc = partition_project.first
+    assert proc.stdout.count(QUANTIZING) == 1
+    espdl = partition_project.out_dir / "tcn.espdl"
+    manifest = partition_project.project / "build" / "linux_flash_data.txt"
+    if not manifest.exists():  # ESP-IDF without esp_partition_register_target: nothing preloaded
+        return
+    assert str(espdl) in manifest.read_text()
+    run = run_app(partition_project.project)
+    assert "tcn init=ESP_OK self_test=ESP_OK" in run.stdout
+    assert run.returncode == 0
+
+
+def test_stale_model_in_the_partition_fails_init_with_both_crcs_and_the_fix(
+    partition_project: Built, tmp_path: Path
+) -> None:
+    """`idf.py app-flash` after retraining: the new app meets the old model, same shapes and exponents.
+    init() must refuse it (CRC-32 of the partition's first espdl_bytes bytes) in one log line naming the
+    partition, both CRCs and `idf.py flash`; with the new model written it loads and self-tests."""
+    project, espdl = partition_project.project, partition_project.out_dir / "tcn.espdl"
+    old = espdl.read_bytes()
+    write_model(project / "main" / "tcn_model.py", seed=8)  # retrained: same architecture, other weights
     proc = idf(project, "build")
     assert proc.returncode == 0, proc.stdout
-    assert proc.stdout.count(QUANTIZING) == 1
-    espdl = project / "build" / "esp-idf" / "main" / "espdl_streaming" / "tcn" / "tcn.espdl"
-    manifest = project / "build" / "linux_flash_data.txt"
-    if manifest.exists():  # ESP-IDF with esp_partition_register_target
-        assert str(espdl) in manifest.read_text()
+    new = espdl.read_bytes()
+    assert new != old
+    hpp = (partition_project.out_dir / "tcn.hpp").read_text()
+    assert "espdl_crc32" in hpp
+    assert f"espdl_crc32 = 0x{zlib.crc32(new):08x}u;" in hpp
+
+    image, size = flash_image(project, tmp_path / "stale.bin", "model", old)
+    run = run_app(project, image)
+    assert run.returncode == 1
+    assert "tcn init=ESP_ERR_INVALID_VERSION self_test=-" in run.stdout
+    found = zlib.crc32((old + b"\xff" * size)[: len(new)])  # what the partition holds where the model goes
+    lines = [line for line in run.stdout.splitlines() if "partition 'model'" in line]
+    assert len(lines) == 1, run.stdout
+    assert (
+        f"tcn: partition 'model' holds another model: CRC-32 of its first {len(new)} bytes is 0x{found:08x}, "
+        f"this app expects 0x{zlib.crc32(new):08x} (tcn.espdl of its build). Flash the model with the app: "
+        "`idf.py flash` writes both"
+    ) in lines[0]
+
+    image, _ = flash_image(project, tmp_path / "erased.bin", "model", b"")
+    run = run_app(project, image)
+    assert "tcn init=ESP_ERR_INVALID_VERSION" in run.stdout
+    assert "partition 'model' holds no model (erased?)" in run.stdout
+
+    image, _ = flash_image(project, tmp_path / "current.bin", "model", new)
+    run = run_app(project, image)
+    assert "tcn init=ESP_OK self_test=ESP_OK" in run.stdout
+    assert run.returncode == 0
 
 
 TEST_APP = REPO / "test_apps" / "streaming_tcn"

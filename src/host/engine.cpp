@@ -820,6 +820,11 @@ esp_err_t prep::output_typed(uint32_t i, const shape_t &shape, etype type, bool 
     return ESP_OK;
 }
 
+const value_info_def *prep::info(const str_view &name) const
+{
+    return m_b.info_of(name);
+}
+
 bool prep::output_exponent(uint32_t i, int *exponent) const
 {
     const value_info_def *info = m_b.info_of(i < node().output_count ? node().outputs[i] : str_view{});

@@ -145,6 +145,8 @@ public:
     esp_err_t attr_string(const char *name, const char *fallback, str_view *out);
     bool has_attr(const char *name) const { return node().attr(name) != nullptr; }
 
+    /* The value info the graph records for a tensor name (a graph output, an input, then value_info), or null. */
+    const value_info_def *info(const str_view &name) const;
     /* The exponent the graph records for output i's name (false: none, simulate.py _out_spec). */
     bool output_exponent(uint32_t i, int *exponent) const;
     /* Create output i with the graph's dtype and exponent for its name (simulate.py _out_spec). */

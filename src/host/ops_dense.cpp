@@ -215,13 +215,17 @@ esp_err_t filter_real(prep &p, const tensor_def &t, int axis, const double **out
     return ESP_OK;
 }
 
-/* simulate.py _bias_real (input `index`, a constant) as an array broadcast over `y` with strides. */
+/* simulate.py _bias_real (input `index`, a constant) as an array broadcast over `y` with strides. ESP-DL loads
+ * the bias integers into the accumulator of sum(x_q * w_q) as they are: they count at the accumulator's
+ * exponent, the input's plus the channel's weight exponent (`weight` has one, or one per element of the
+ * bias's last axis), whatever exponent the file gives them. An input without exponent has no accumulator: then
+ * the bias's own exponents. */
 struct bias_ref {
     const double *real = nullptr;
     int64_t strides[max_rank] = {};
 };
 
-esp_err_t bias_real(prep &p, uint32_t index, const shape_t &y, bias_ref *out)
+esp_err_t bias_real(prep &p, uint32_t index, const shape_t &y, const slot &x, const tensor_def &weight, bias_ref *out)
 {
     if (!p.has_input(index)) {
         return ESP_OK;
@@ -234,6 +238,12 @@ esp_err_t bias_real(prep &p, uint32_t index, const shape_t &y, bias_ref *out)
                              static_cast<int>(t->name.size > 80 ? 80 : t->name.size), t->name.data ? t->name.data : "",
                              static_cast<unsigned long>(t->exponent_count), static_cast<long long>(t->shape.last()));
     }
+    const bool at_accumulator = x.quantized;
+    const int64_t last = t->shape.last() > 0 ? t->shape.last() : 1;
+    if (at_accumulator && weight.exponent_count > 1 && (weight.exponent_count != static_cast<uint32_t>(last))) {
+        return p.fail("the bias has %lld values per row for %lu weight exponents", static_cast<long long>(last),
+                      static_cast<unsigned long>(weight.exponent_count));
+    }
     shape_t joint;
     if (!broadcast_shapes(y, t->shape, &joint) || !joint.equals(y)) {
         return p.fail("the bias does not broadcast to the output");
@@ -245,13 +255,103 @@ esp_err_t bias_real(prep &p, uint32_t index, const shape_t &y, bias_ref *out)
     slot view;
     view.type = t->type;
     view.data = const_cast<void *>(t->data);
-    const int64_t last = t->shape.last() > 0 ? t->shape.last() : 1;
     for (int64_t i = 0; i < t->count; ++i) {
-        const int64_t channel = t->exponent_count > 1 ? i % last : 0;
-        real[i] = std::ldexp(real_at(view, i), clamp_exponent(t->exponents[channel]));
+        int64_t exponent = 0;
+        if (at_accumulator) {
+            exponent = x.exponent + weight.exponents[weight.exponent_count > 1 ? i % last : 0];
+        } else {
+            exponent = t->exponents[t->exponent_count > 1 ? i % last : 0];
+        }
+        real[i] = std::ldexp(real_at(view, i), clamp_exponent(exponent));
     }
     out->real = real;
     broadcast_strides(t->shape, y, out->strides);
+    return ESP_OK;
+}
+
+/* simulate.py _DENSE_KERNELS and _validate_dense_dtypes: ESP-DL picks the Conv/Gemm/MatMul kernel from the
+ * node's quant_type (S8: int8 activations and weights, int32 bias; S16: int16, int16, int64; W8A16: int16
+ * activations, int8 weights, int64 bias) and reads every operand as that kernel's type: the declared types
+ * (initializers, value infos) are checked. `weight` is the constant weight (null: MatMul's computed second
+ * input). No quant_type: nothing to check. */
+esp_err_t check_kernel_dtypes(prep &p, const tensor_def *weight)
+{
+    if (!p.has_attr("quant_type")) {
+        return ESP_OK;
+    }
+    str_view quant;
+    ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_string("quant_type", "", &quant));
+    etype act = etype::i8;
+    etype weight_type = etype::i8;
+    etype bias_type = etype::i32;
+    const bool w8a16 = quant.equals("W8A16");
+    if (quant.equals("S16")) {
+        act = weight_type = etype::i16;
+        bias_type = etype::i64;
+    } else if (w8a16) {
+        act = etype::i16;
+        bias_type = etype::i64;
+    } else if (!quant.equals("S8")) {
+        return p.unsupported("quant_type '%.*s': ESP-DL runs %.*s only as S8, S16 or W8A16 (integer kernels)",
+                             static_cast<int>(quant.size > 40 ? 40 : quant.size), quant.data ? quant.data : "",
+                             static_cast<int>(p.node().op_type.size), p.node().op_type.data);
+    }
+    const node_def &n = p.node();
+    const bool matmul = n.op_type.equals("MatMul");
+    int64_t group = 1;
+    ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_int("group", 1, &group));
+    if (w8a16 && n.op_type.equals("Conv") && group != 1) {
+        return p.unsupported("a W8A16 depthwise convolution: ESP-DL has W8A16 kernels only for group=1");
+    }
+    if (w8a16 && weight == nullptr) {
+        return p.unsupported("a W8A16 MatMul of two computed tensors: ESP-DL's W8A16 kernel needs a constant B");
+    }
+    struct operand {
+        const char *what;
+        str_view name;
+        etype want;
+    };
+    const str_view none{};
+    operand operands[4];
+    uint32_t count = 0;
+    operands[count++] = {"the input", n.input_count > 0 ? n.inputs[0] : none, act};
+    if (weight != nullptr) {
+        operands[count++] = {"the weight", weight->name, weight_type};
+    } else {
+        operands[count++] = {"the second input", n.input_count > 1 ? n.inputs[1] : none, act};
+    }
+    if (!matmul && n.has_input(2)) {
+        operands[count++] = {"the bias", n.inputs[2], bias_type};
+    }
+    operands[count++] = {"the output", n.output_count > 0 ? n.outputs[0] : none, act};
+    for (uint32_t k = 0; k < count; ++k) {
+        const operand &o = operands[k];
+        const tensor_def *t = p.graph().initializer(o.name);
+        const value_info_def *info = t == nullptr ? p.info(o.name) : nullptr;
+        if (t == nullptr && info == nullptr) {
+            continue;
+        }
+        const etype type = t != nullptr ? t->type : info->type;
+        if (type != o.want) {
+            return p.unsupported("%s '%.*s' is %s, but ESP-DL's %.*s %.*s kernel reads it as %s and would misread it",
+                                 o.what, static_cast<int>(o.name.size > 80 ? 80 : o.name.size),
+                                 o.name.data ? o.name.data : "", etype_name(type), static_cast<int>(quant.size),
+                                 quant.data, static_cast<int>(n.op_type.size), n.op_type.data, etype_name(o.want));
+        }
+    }
+    return ESP_OK;
+}
+
+/* simulate.py _validate_per_channel: ESP-DL applies per-channel weight exponents only on ESP32-P4's SIMD
+ * kernels; the chips that round half up have no per-channel shift. */
+esp_err_t check_per_channel(prep &p, const tensor_def &weight)
+{
+    if (p.mode() == rounding::half_up && weight.exponent_count > 1) {
+        return p.unsupported("the weight '%.*s' has one exponent per channel: ESP-DL applies per-channel exponents "
+                             "only on ESP32-P4 (esp-ppq writes them only for esp32p4): quantize for this chip",
+                             static_cast<int>(weight.name.size > 80 ? 80 : weight.name.size),
+                             weight.name.data ? weight.name.data : "");
+    }
     return ESP_OK;
 }
 
@@ -373,7 +473,9 @@ esp_err_t prepare_conv(prep &p)
     out.dims[out.rank - 1] = s->cout;
     slot *y = nullptr;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.output(0, out, &y));
-    ESPDL_STREAMING_RETURN_ON_ERROR(bias_real(p, 2, out, &s->bias));
+    ESPDL_STREAMING_RETURN_ON_ERROR(check_kernel_dtypes(p, weight));
+    ESPDL_STREAMING_RETURN_ON_ERROR(check_per_channel(p, *weight));
+    ESPDL_STREAMING_RETURN_ON_ERROR(bias_real(p, 2, out, *x, *weight, &s->bias));
     s->acc = p.make<double>(static_cast<size_t>(s->cout));
     if (s->acc == nullptr) {
         return p.no_mem();
@@ -482,7 +584,9 @@ esp_err_t prepare_gemm(prep &p)
     s->rows = s->cin > 0 ? x->count / s->cin : 0;
     slot *y = nullptr;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.output(0, s->out, &y));
-    ESPDL_STREAMING_RETURN_ON_ERROR(bias_real(p, 2, s->out, &s->bias));
+    ESPDL_STREAMING_RETURN_ON_ERROR(check_kernel_dtypes(p, weight));
+    ESPDL_STREAMING_RETURN_ON_ERROR(check_per_channel(p, *weight));
+    ESPDL_STREAMING_RETURN_ON_ERROR(bias_real(p, 2, s->out, *x, *weight, &s->bias));
     ESPDL_STREAMING_RETURN_ON_ERROR(p.want_real(0));
     p.emits_real(0);
     p.add_work(s->rows * s->cin * s->cout + y->count * s->out.rank);
@@ -540,11 +644,11 @@ esp_err_t prepare_matmul(prep &p)
     /* simulate.py _matmul: a constant operand (by name) is dequantized like a filter. */
     const tensor_def *b_def = p.node().input_count > 1 ? p.graph().initializer(p.node().inputs[1]) : nullptr;
     shape_t b_shape;
+    slot *b = nullptr; /* the computed second input (a constant b is b_def) */
     if (b_def != nullptr) {
         ESPDL_STREAMING_RETURN_ON_ERROR(filter_real(p, *b_def, -1, &s->b_const));
         b_shape = b_def->shape;
     } else {
-        slot *b = nullptr;
         ESPDL_STREAMING_RETURN_ON_ERROR(p.need_input(1, &b));
         b_shape = b->shape;
     }
@@ -591,6 +695,10 @@ esp_err_t prepare_matmul(prep &p)
     }
     slot *y = nullptr;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.output(0, out, &y));
+    ESPDL_STREAMING_RETURN_ON_ERROR(check_kernel_dtypes(p, b_def));
+    if (b_def != nullptr) {
+        ESPDL_STREAMING_RETURN_ON_ERROR(check_per_channel(p, *b_def));
+    }
     ESPDL_STREAMING_RETURN_ON_ERROR(p.want_real(0));
     if (s->b_const == nullptr) {
         ESPDL_STREAMING_RETURN_ON_ERROR(p.want_real(1));

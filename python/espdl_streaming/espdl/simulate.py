@@ -195,14 +195,29 @@ def _filter_real(tensor: Tensor, channel_axis: int) -> np.ndarray:
     return dequantize(tensor.data, exps)
 
 
-def _bias_real(run: _NodeRun, index: int) -> np.ndarray | float:
+def _bias_real(run: _NodeRun, index: int, weight: Tensor) -> np.ndarray | float:
+    """The bias as ESP-DL adds it.  Its Conv/Gemm kernels (S8, S16 and W8A16 alike) load the bias integers
+    into the accumulator of sum(x_q * w_q) as they are, then shift the sum by mac_shift = output exponent -
+    input exponent - weight exponent: the bias counts at the accumulator's exponent (input + the channel's
+    weight exponent) whatever exponent the file gives it.  esp-ppq writes exactly that exponent, so this
+    differs from dequantizing the bias only for a file that ESP-DL would misread."""
     if not run.has_input(index):
         return 0.0
     tensor = run.sim._constant(run.node.inputs[index])
-    return dequantize(tensor.data, np.asarray(tensor.exponents, dtype=np.int64).reshape(-1))
+    x_exp = run.input(0).exponent
+    if not isinstance(x_exp, int | np.integer):  # a float input has no accumulator (ESP-DL does not run it)
+        return dequantize(tensor.data, np.asarray(tensor.exponents, dtype=np.int64).reshape(-1))
+    w_exps = np.asarray(weight.exponents, dtype=np.int64).reshape(-1)
+    if w_exps.size > 1 and (tensor.data.ndim == 0 or tensor.data.shape[-1] != w_exps.size):
+        raise _fail(run.node, f"the bias has {tensor.data.shape} values for {w_exps.size} weight exponents")
+    return dequantize(tensor.data, int(x_exp) + w_exps)
 
 
 def _conv(run: _NodeRun) -> list[_Value]:
+    """ESP-DL's conv2d (Conv1d runs as a 1-row Conv2d): the exact integer sum of x_q * w_q plus the bias,
+    shifted by mac_shift with the chip's rounding, the fused ReLU, then saturated.  float64 holds these
+    dyadic sums exactly, so one requantization of the real result gives the same integers.  W8A16 (int16
+    activations, int8 weights: ESP-DL sign-extends the weights into its S16 kernels) is the same arithmetic."""
     x = run.real(0)
     weight = run.sim._constant(run.node.inputs[1])
     rank = x.ndim - 2
@@ -221,7 +236,7 @@ def _conv(run: _NodeRun) -> list[_Value]:
             list(range(rank + 1, 2 * rank + 2)),
             list(range(rank + 1)) + [2 * rank + 1],
         )
-    return [run.emit(_activation(run, y + _bias_real(run, 2)))]
+    return [run.emit(_activation(run, y + _bias_real(run, 2, weight)))]
 
 
 def _gemm(run: _NodeRun) -> list[_Value]:
@@ -230,7 +245,7 @@ def _gemm(run: _NodeRun) -> list[_Value]:
     w = _filter_real(weight, -1)
     w = w.reshape(w.shape[-2], w.shape[-1])  # (C, N)
     y = x.reshape(-1, w.shape[0]) @ w
-    y = y.reshape(*x.shape[:-1], w.shape[1]) + _bias_real(run, 2)
+    y = y.reshape(*x.shape[:-1], w.shape[1]) + _bias_real(run, 2, weight)
     return [run.emit(_activation(run, y))]
 
 
@@ -1001,9 +1016,81 @@ def _validate_spatial(node: Node) -> None:
         raise _unsupported(node, f"auto_pad={attrs['auto_pad']!r} is not supported")
 
 
+# ESP-DL's Conv/Gemm/MatMul kernel for each quant_type esp-ppq writes: the (activation, weight, bias) dtypes it
+# reads.  W8A16 (esp-ppq's quant_type="w8a16", ESP-DL >= 3.3.11) is the S16 kernel with the int8 weights
+# sign-extended as they are loaded: int16 activations, int64 bias, the same accumulator and requantization.
+_DENSE_KERNELS: dict[str, tuple[str, str, str]] = {
+    "S8": ("int8", "int8", "int32"),
+    "S16": ("int16", "int16", "int64"),
+    "W8A16": ("int16", "int8", "int64"),
+}
+
+
+def _info_of(model: EspdlModel, name: str) -> Any:
+    """The declared type of a tensor, as Simulator._out_spec finds it (a graph output first, then an input)."""
+    for info in (*reversed(model.outputs), *reversed(model.inputs)):
+        if info.name == name:
+            return info
+    return model.value_info.get(name)
+
+
+def _validate_dense_dtypes(node: Node, model: EspdlModel) -> None:
+    """ESP-DL picks the Conv/Gemm/MatMul kernel from the node's quant_type and reads every operand as that
+    kernel's type: an operand of another dtype would be misread (or the model not load), so it is refused.
+    A node without quant_type (a hand-made graph) is computed from the dtypes it has."""
+    quant = node.attributes.get("quant_type")
+    if quant is None:
+        return
+    quant = quant.decode() if isinstance(quant, bytes) else str(quant)
+    kernel = _DENSE_KERNELS.get(quant)
+    if kernel is None:
+        raise _unsupported(
+            node, f"quant_type {quant!r}: ESP-DL runs {node.op_type} only as S8, S16 or W8A16 (integer kernels)"
+        )
+    act, weight_dtype, bias_dtype = kernel
+    if quant == "W8A16" and node.op_type == "Conv" and node.attributes.get("group", 1) != 1:
+        raise _unsupported(node, "a W8A16 depthwise convolution: ESP-DL has W8A16 kernels only for group=1")
+    operands = [("the input", node.inputs[0] if node.inputs else "", act)]
+    constant_weight = len(node.inputs) > 1 and node.inputs[1] in model.initializers
+    if node.op_type != "MatMul" or constant_weight:
+        operands.append(("the weight", node.inputs[1] if len(node.inputs) > 1 else "", weight_dtype))
+    elif quant == "W8A16":
+        raise _unsupported(node, "a W8A16 MatMul of two computed tensors: ESP-DL's W8A16 kernel needs a constant B")
+    else:
+        operands.append(("the second input", node.inputs[1] if len(node.inputs) > 1 else "", act))
+    if node.op_type != "MatMul" and len(node.inputs) > 2 and node.inputs[2]:
+        operands.append(("the bias", node.inputs[2], bias_dtype))
+    operands.append(("the output", node.outputs[0] if node.outputs else "", act))
+    for what, name, want in operands:
+        tensor = model.initializers.get(name)
+        info = tensor if tensor is not None else _info_of(model, name)
+        if info is not None and info.dtype != want:
+            raise _unsupported(
+                node,
+                f"{what} {name!r} is {info.dtype}, but ESP-DL's {quant} {node.op_type} kernel reads it as {want} "
+                "and would misread it",
+            )
+
+
+def _validate_per_channel(node: Node, model: EspdlModel, rounding: Rounding) -> None:
+    """Per-channel weight exponents: ESP-DL's ConvOpArgs builds the per-channel shifts only for ESP32-P4's
+    SIMD kernels (CONFIG_PIE_V2_BOOST); on the chips that round half up (ESP32-S3, the C series) it has no
+    per-channel shift at all, and esp-ppq exports per-channel weights only for ESP32-P4."""
+    if node.op_type not in ("Conv", "Gemm", "MatMul") or rounding != "half_up" or len(node.inputs) < 2:
+        return
+    weight = model.initializers.get(node.inputs[1])
+    if weight is not None and len(weight.exponents) > 1:
+        raise _unsupported(
+            node,
+            f"the weight {weight.name!r} has one exponent per channel: ESP-DL applies per-channel exponents only "
+            "on ESP32-P4 (esp-ppq writes them only for esp32p4): quantize for this chip",
+        )
+
+
 def _validate_dense(node: Node, model: EspdlModel) -> None:
     if node.attributes.get("activation", "Linear") not in ("Linear", "Relu"):
         raise _unsupported(node, f"fused activation {node.attributes['activation']!r} is not supported")
+    _validate_dense_dtypes(node, model)
     if node.op_type == "MatMul":
         return
     if len(node.inputs) < 2 or node.inputs[1] not in model.initializers:
@@ -1266,6 +1353,7 @@ class Simulator:
         known = {v.name for v in self.model.inputs} | set(self.model.initializers)
         for node in self.model.nodes:
             _validate_node(node, self.model)
+            _validate_per_channel(node, self.model, self.rounding)
             for name in node.inputs:
                 if name and name not in known:
                     raise _fail(node, f"input {name!r} is neither a graph input, a constant nor computed earlier")
