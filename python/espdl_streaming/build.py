@@ -174,14 +174,12 @@ def make_depfile(decl: Declaration, deps: list[Path]) -> str:
     return f"{target}: " + " \\\n  ".join(_escape_make(p) for p in deps) + "\n"
 
 
-def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, VerifyResult, dict[str, float]]:
-    from .quantize import quantize
+def verify_quantized(decl: Declaration, q: Any, layer_values: Any = None) -> VerifyResult:
+    """verify() on a quantize() result, with everything its plan knows; `layer_values` replaces esp-ppq's
+    per-layer values (q.layer_values) when given."""
     from .verify import verify
 
-    q = quantize(decl, promoted)
-    seconds = dict(q.seconds)
-    t = time.perf_counter()
-    v = verify(
+    return verify(
         decl,
         q.offline_bytes,
         q.streaming_bytes,
@@ -190,8 +188,17 @@ def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, V
         axes=q.plan.output_axes(),
         total_stride=q.plan.total_stride,
         reshape_frames=q.plan.reshape_frames,
-        layer_values=q.layer_values,
+        layer_values=q.layer_values if layer_values is None else layer_values,
     )
+
+
+def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, VerifyResult, dict[str, float]]:
+    from .quantize import quantize
+
+    q = quantize(decl, promoted)
+    seconds = dict(q.seconds)
+    t = time.perf_counter()
+    v = verify_quantized(decl, q)
     seconds["verify"] = time.perf_counter() - t
     return q, v, seconds
 

@@ -25,11 +25,11 @@ import pytest
 from conftest_host import assert_engine_matches_simulator
 
 import espdl_streaming  # noqa: F401  (import before esp_ppq)
+from espdl_streaming.build import verify_quantized
 from espdl_streaming.declaration import make_declaration
 from espdl_streaming.errors import UnsupportedOpError
 from espdl_streaming.espdl import Simulator, load_espdl, rounding_for_target
 from espdl_streaming.host_engine import HostEngineError, run_int_chunks
-from espdl_streaming.verify import verify
 
 CHIPS = ["esp32p4", "esp32s3", "esp32c3"]
 _DTYPE_CODES = {"float32": 1, "int8": 3, "int16": 5, "int32": 6, "int64": 7}
@@ -375,17 +375,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Built]:
 
 def _verify_and_compare(exe: Path, decl: Any, q: Any, chip: str, tmp_path: Path) -> tuple[Path, Path]:
     """verify() bit-exact streaming == offline, then the engine equal to the simulator on both files."""
-    v = verify(
-        decl,
-        q.offline_bytes,
-        q.streaming_bytes,
-        receptive_field=q.plan.receptive_field,
-        leads=q.plan.output_leads(),
-        axes=q.plan.output_axes(),
-        total_stride=q.plan.total_stride,
-        reshape_frames=q.plan.reshape_frames,
-        layer_values=q.layer_values,
-    )
+    v = verify_quantized(decl, q)
     assert v.verified and v.max_abs_diff == 0
     streaming, offline = tmp_path / "streaming.espdl", tmp_path / "offline.espdl"
     streaming.write_bytes(q.streaming_bytes)

@@ -15,10 +15,10 @@ import pytest
 from conftest import TEST_MODELS
 
 import espdl_streaming  # noqa: F401  (import before esp_ppq)
+from espdl_streaming.build import verify_quantized
 from espdl_streaming.declaration import make_declaration
 from espdl_streaming.errors import VerificationError
 from espdl_streaming.espdl import simulate
-from espdl_streaming.verify import verify
 
 LN = "/ln8/LayerNormalization_output_0"
 
@@ -41,17 +41,7 @@ def deep16(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
 
 def _verify(decl: Any, q: Any, layer_values: Any) -> Any:
-    return verify(
-        decl,
-        q.offline_bytes,
-        q.streaming_bytes,
-        receptive_field=q.plan.receptive_field,
-        leads=q.plan.output_leads(),
-        axes=q.plan.output_axes(),
-        total_stride=q.plan.total_stride,
-        reshape_frames=q.plan.reshape_frames,
-        layer_values=layer_values,
-    )
+    return verify_quantized(decl, q, layer_values)
 
 
 def test_output_drift_is_accepted_when_every_layer_agrees(deep16: tuple[Any, Any]) -> None:
