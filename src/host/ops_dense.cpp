@@ -258,7 +258,9 @@ esp_err_t bias_real(prep &p, uint32_t index, const shape_t &y, const slot &x, co
     for (int64_t i = 0; i < t->count; ++i) {
         int64_t exponent = 0;
         if (at_accumulator) {
-            exponent = x.exponent + weight.exponents[weight.exponent_count > 1 ? i % last : 0];
+            /* Each term clamped first: a corrupt file's exponents must not overflow the sum. */
+            exponent = static_cast<int64_t>(clamp_exponent(x.exponent)) +
+                       clamp_exponent(weight.exponents[weight.exponent_count > 1 ? i % last : 0]);
         } else {
             exponent = t->exponents[t->exponent_count > 1 ? i % last : 0];
         }
