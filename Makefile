@@ -30,7 +30,8 @@ test: $(STAMP)
 zoo: $(STAMP)
 	ESPDL_STREAMING_FULL_ZOO=1 $(PY) -m pytest python/tests/test_zoo.py -q -p no:cacheprovider
 
-# Benchmarks (under 15 minutes on 2 cores): writes BENCHMARKS.md; scratch files in build/bench/.
+# Benchmarks (about 15 minutes on 2 cores, plus about 25 for the quality table of every zoo model and scheme):
+# writes BENCHMARKS.md; scratch files in build/bench/
 bench: $(STAMP)
 	$(PY) bench/run.py
 
