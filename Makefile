@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.espdl_streaming-installed
 DEMO_OUT := out/demo
 
-.PHONY: demo test zoo bench fuzz lint venv clean
+.PHONY: demo test zoo bench bench-calib fuzz lint venv clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,11 @@ zoo: $(STAMP)
 # writes BENCHMARKS.md; scratch files in build/bench/
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# which esp-ppq calibration settings help int8 on the zoo (the README's table): build/bench/calib_options.md
+bench-calib: $(STAMP)
+	$(PY) bench/calib_options.py
+	$(PY) bench/calib_options.py --merge --options adaround
 
 # Architecture fuzzer: FUZZ_COUNT generated causal models built with the CLI, one at a time (about 8 s
 # each); prints a reproducer per failure and a summary, exits non-zero on any failure.

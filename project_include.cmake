@@ -10,6 +10,8 @@
 #     [EVAL <file.npy> | <file.npz> | <file.py>:<function>]   # default: held-out calibration data
 #     [MIN_SNR_DB <dB>]                      # default: CONFIG_ESPDL_STREAMING_MIN_SNR_DB (off)
 #     [STRICT]                               # default: CONFIG_ESPDL_STREAMING_STRICT
+#     [CALIB_ALGORITHM kl | minmax | percentile | mse]   # default: esp-ppq's for the scheme
+#     [CALIB_OPTIONS equalization | bias_correction ...]
 #     [PLACEMENT RODATA | PLACEMENT PARTITION <label>]   # default: RODATA
 #     [TARGET <cmake-target>]                # default: the calling component's library
 #     [DEPENDS <file>...])
@@ -33,13 +35,15 @@
 # write, when the partition is missing or too small.
 #
 # The tool runs with ESPDL_STREAMING_PYTHON (CMake cache variable, then environment variable),
-# else ESP-IDF's Python; that interpreter needs python/requirements.txt (torch, esp-ppq): if it
-# lacks them the build stops with the `pip install` command to run.
+# else the component's own environment made by tools/espdl_streaming_env.py (or
+# `idf.py espdl-streaming-setup`), never ESP-IDF's Python: without it the build (not the configure,
+# so menuconfig works) stops with that one command.
 
 # Inside functions CMAKE_CURRENT_LIST_DIR is the caller's: capture ours (and our component name,
 # which depends on how the component was added) now.
 set_property(GLOBAL PROPERTY ESPDL_STREAMING_IDF_COMPONENT "${COMPONENT_NAME}")
 include("${CMAKE_CURRENT_LIST_DIR}/cmake/espdl_streaming.cmake")
+include("${CMAKE_CURRENT_LIST_DIR}/cmake/espdl_version.cmake")
 
 function(espdl_streaming_add_model name)
     # Component CMakeLists.txt files are first evaluated for their requirements only; nothing
@@ -48,8 +52,10 @@ function(espdl_streaming_add_model name)
         return()
     endif()
 
-    set(single TARGET MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB)
-    set(multi INPUT_SHAPE PLACEMENT DEPENDS)
+    set_property(GLOBAL PROPERTY __ESPDL_STREAMING_CALLER espdl_streaming_add_model)
+    set(single TARGET MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB
+               CALIB_ALGORITHM)
+    set(multi INPUT_SHAPE PLACEMENT DEPENDS CALIB_OPTIONS)
     set(args "${ARGN}")
     __espdl_streaming_check_keywords("${name}" "STRICT" "${single}" "${multi}" "${CMAKE_CURRENT_SOURCE_DIR}" ${args})
     cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
@@ -71,14 +77,23 @@ function(espdl_streaming_add_model name)
     else()
         set(chip "${idf_target}")
     endif()
-
-    if(ESPDL_STREAMING_PYTHON)
-        set(python "${ESPDL_STREAMING_PYTHON}")
-    elseif(NOT "$ENV{ESPDL_STREAMING_PYTHON}" STREQUAL "")
-        set(python "$ENV{ESPDL_STREAMING_PYTHON}")
-    else()
-        idf_build_get_property(python PYTHON)
+    # The ESP-DL the app builds with (chips only): QUANT w8a16 needs one that loads W8A16 layers, and
+    # QUANT auto keeps to what it loads.
+    set(espdl_version "")
+    if(NOT idf_target STREQUAL "linux")
+        idf_build_get_property(build_components BUILD_COMPONENTS)
+        foreach(component ${build_components})
+            if(component MATCHES "(^|__)esp-dl$")
+                idf_component_get_property(espdl_dir ${component} COMPONENT_DIR)
+                __espdl_streaming_espdl_version("${espdl_dir}" espdl_version)
+            endif()
+        endforeach()
     endif()
+
+    # ESPDL_STREAMING_PYTHON (cache, then environment variable), else the component's own environment
+    # (tools/espdl_streaming_env.py, found without any variable); never ESP-IDF's Python: without the
+    # environment the build (not the configure: menuconfig works) fails with the set-up command.
+    __espdl_streaming_default_python(python IDF)
 
     # Kconfig defaults, passed as explicit flags.
     if(NOT DEFINED arg_CALIB_STEPS AND CONFIG_ESPDL_STREAMING_CALIB_STEPS)
@@ -96,6 +111,9 @@ function(espdl_streaming_add_model name)
     endif()
 
     __espdl_streaming_forward_args(forward "${single};${multi};STRICT" "")
+    if(espdl_version)
+        list(APPEND forward ESPDL_VERSION ${espdl_version})
+    endif()
     __espdl_streaming_add_model("${name}" CHIP "${chip}" PYTHON "${python}"
                                 BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}"
                                 ${forward} ${arg_UNPARSED_ARGUMENTS})

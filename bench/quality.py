@@ -33,7 +33,11 @@ class Row:
     cells: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
-def _build(entry: object, scheme: str, out: Path) -> dict[str, object]:
+def _build(entry: object, scheme: str, out: Path, reuse: bool = False) -> dict[str, object]:
+    if reuse:  # the reports of an earlier run in `out`; a refused build wrote none
+        if not (out / f"{entry.name}.report.json").exists():  # type: ignore[attr-defined]
+            return {"error": "refused (no report)"}
+        return _cell_from(entry, out)
     model = f"{REPO / 'python' / 'tests' / 'zoo' / entry.file}:{entry.name}"  # type: ignore[attr-defined]
     cmd = [str(PYTHON), "-m", "espdl_streaming", "build", "--name", entry.name, "--model", model,  # type: ignore[attr-defined]
            "--input-shape", entry.input_shape, "--chunk-frames", str(entry.chunk), "--target", CHIP,  # type: ignore[attr-defined]
@@ -43,6 +47,10 @@ def _build(entry: object, scheme: str, out: Path) -> dict[str, object]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONHASHSEED": "0"})
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1][:160] if proc.stderr.strip() else "failed"}
+    return _cell_from(entry, out)
+
+
+def _cell_from(entry: object, out: Path) -> dict[str, object]:
     report = json.loads((out / f"{entry.name}.report.json").read_text())  # type: ignore[attr-defined]
     q = report["quality"]
     snrs = [o["snr_db"] for o in q["outputs"] if o["snr_db"] is not None]
@@ -52,18 +60,28 @@ def _build(entry: object, scheme: str, out: Path) -> dict[str, object]:
         "flash": report["espdl_bytes"],
         "ram": report["cache_bytes"] + report.get("state_bytes", 0),
         "promoted": len(auto.get("promoted", [])) if auto else None,
+        "choice": _choice(q["scheme"]) if auto else None,
     }
 
 
-def run(limit: int | None = None) -> list[Row]:
+def _choice(scheme: str) -> str:
+    """What QUANT auto kept, from the report's quality.scheme ("auto: ..." or "auto")."""
+    text = scheme.removeprefix("auto").removeprefix(": ")
+    return text.replace("operation(s) at w8a16", "layer(s) at w8a16") or "w8a8"
+
+
+def run(limit: int | None = None, reuse: Path | None = None) -> list[Row]:
+    """Build every cell, or (reuse) read the reports an earlier run left in reuse/<model>/<scheme>/."""
     rows = []
     seen = set()
     entries = [e for e in ALL_ENTRIES if e.expect is None and e.name not in seen and not seen.add(e.name)]
     for entry in entries[:limit]:
         row = Row(entry.name)
         for scheme in SCHEMES:
-            print(f"bench: quality {entry.name} {scheme}", flush=True)
-            row.cells[scheme] = _build(entry, scheme, WORK / "quality" / entry.name / scheme)
+            if reuse is None:
+                print(f"bench: quality {entry.name} {scheme}", flush=True)
+            base = reuse if reuse is not None else WORK / "quality"
+            row.cells[scheme] = _build(entry, scheme, base / entry.name / scheme, reuse=reuse is not None)
         rows.append(row)
     return rows
 
@@ -89,7 +107,7 @@ def markdown(rows: list[Row]) -> str:
         cheaper += bool(wide_ok and auto_ok and int(a["flash"]) < int(w["flash"]))  # type: ignore[call-overload]
         body.append(
             [r.name, *(_cell(r.cells[s]) for s in SCHEMES),
-             str(a.get("promoted")) if "error" not in a else "-",
+             str(a.get("choice")) if "error" not in a else "-",
              f"{r.cells['w8a8'].get('ram', '-')} / {a.get('ram', '-')}"]
         )  # fmt: skip
     lines = [
@@ -99,7 +117,7 @@ def markdown(rows: list[Row]) -> str:
         f"scheme; `auto` is QUANT auto with MIN_SNR_DB {TARGET_SNR_DB:g}. Cells: the worst output's SNR against "
         "the float model on the evaluation data, and the streaming .espdl's flash bytes.",
         "",
-        table(["model", *SCHEMES, "auto: layers promoted", "RAM w8a8 / auto (B)"], body),
+        table(["model", *SCHEMES, "auto kept", "RAM w8a8 / auto (B)"], body),
         "",
         f"QUANT auto reaches {TARGET_SNR_DB:g} dB on {reached_where_wide} of the {wide_reaches} models where "
         f"w16a16 does, with less flash than w16a16 on {cheaper} of them.",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cache  # noqa: E402
 import cold_build  # noqa: E402
 import efficiency  # noqa: E402
 import quality  # noqa: E402
@@ -27,6 +28,9 @@ import incremental  # noqa: E402
 from common import REPO, WORK, fresh_dir, python_shown  # noqa: E402
 
 OUTPUT = REPO / "BENCHMARKS.md"
+# The build cache is off for every figure but 7 (bench/cache.py turns it on for its own builds): the others
+# measure what a build costs.
+os.environ["ESPDL_STREAMING_CACHE"] = "0"
 
 
 def versions() -> str:
@@ -49,7 +53,15 @@ def write_atomically(path: Path, text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repetitions instead of 9 / 7")
+    parser.add_argument(
+        "--quality-from",
+        type=Path,
+        help="section 6 from the reports an earlier `python bench/quality.py` left in DIR (its build/bench/quality, "
+        "copied out of build/bench first) instead of rebuilding the zoo four times",
+    )
     args = parser.parse_args()
+    if args.quality_from is not None and args.quality_from.resolve().is_relative_to(WORK.resolve()):
+        parser.error(f"--quality-from {args.quality_from}: copy it out of {WORK} first (the bench recreates it)")
     cold_reps = 3 if args.quick else 9
     incr_reps = 3 if args.quick else 7
     start = time.perf_counter()
@@ -76,8 +88,16 @@ def main() -> int:
     sections.append(glue.markdown(g))
     eng = step("5 host engine", lambda: host_engine.run(WORK / "efficiency" / "tcn", tcn.cmd))
     sections.append(host_engine.markdown(eng))
-    qual = step("6 quantization quality", quality.run)
-    sections.append(quality.markdown(qual))
+    qual = step("6 quantization quality", lambda: quality.run(reuse=args.quality_from))
+    reused = (
+        "\n\nThis run read the reports of a separate `python bench/quality.py` run at the same commit "
+        "(`bench/run.py --quality-from`); `make bench` rebuilds them."
+        if args.quality_from is not None
+        else ""
+    )
+    sections.append(quality.markdown(qual) + reused)
+    cached = step("7 build cache and lock", lambda: cache.run(incr_reps))
+    sections.append(cached.markdown)
     total = time.perf_counter() - start
 
     summary = [
@@ -124,6 +144,8 @@ def main() -> int:
             f"{int(g.values['allocs_after_init']) / int(g.values['chunks_after_init']):g}",
             "must be 0",
         ],
+        ["clean build with a warm cache / cold build", f"{cached.warm_ratio.median:.3f}", "target <= 0.05"],
+        ["lock-mode build without torch / cold build", f"{cached.lock_ratio.median:.3f}", "no quantizer installed"],
         *[
             [
                 f"{r.name}: per chunk, Python simulator / C++ host engine",

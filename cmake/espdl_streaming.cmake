@@ -12,14 +12,15 @@
 #   espdl_streaming_add_host_runtime(espdl_streaming_runtime)
 #   add_executable(app main.cpp)
 #   target_link_libraries(app PRIVATE espdl_streaming_runtime)
-#   espdl_streaming_add_model(kws TARGET app
+#   espdl_streaming_add_model_to_target(kws TARGET app
 #       MODEL model/tcn.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3
 #       [CHIP esp32p4] [CALIBRATION model/calib.npy] [CALIB_STEPS 32]
 #       [QUANT w8a8|w8a16|w16a16|auto] [BITS 8|16] [EVAL model/eval.npy] [MIN_SNR_DB 30] [STRICT]
+#       [CALIB_ALGORITHM kl|minmax|percentile|mse] [CALIB_OPTIONS equalization bias_correction]
 #       [VERIFY_CHUNKS 8] [PLACEMENT RODATA | PLACEMENT PARTITION <label>]
 #       [PYTHON <interpreter>] [DEPENDS <file>...])
 #
-# espdl_streaming_add_model(<name> TARGET <target> MODEL <file.py:factory | file.onnx>
+# espdl_streaming_add_model_to_target(<name> TARGET <target> MODEL <file.py:factory | file.onnx>
 #                           INPUT_SHAPE <dim>... CHUNK_FRAMES <n> ...)
 #   <name>         C identifier; names the generated class espdl_streaming::models::<name>,
 #                  the files <name>.espdl/.hpp/.cpp/.report.json and the symbol
@@ -40,11 +41,16 @@
 #   MIN_SNR_DB     quality gate (--min-snr-db): the build fails when an output's SNR against the
 #                  float model on the evaluation data is below it.
 #   STRICT         saturation on evaluation data fails the build instead of warning (--strict).
+#   CALIB_ALGORITHM  esp-ppq's activation observer (--calib-algorithm): kl, minmax, percentile or
+#                  mse; default esp-ppq's (kl at 8-bit activations, minmax at 16). Model-dependent.
+#   CALIB_OPTIONS  esp-ppq passes run while calibrating (--calib-options): equalization,
+#                  bias_correction (not on models with LSTM layers).
 #   PLACEMENT      RODATA (default): the bytes are linked into TARGET, 16-byte aligned.
 #                  PARTITION <label>: the glue loads from a flash data partition; flashing the
 #                  .espdl there is the caller's job (the ESP-IDF wrapper does it).
 #   PYTHON         interpreter with the tool's requirements (default: ESPDL_STREAMING_PYTHON
-#                  cache variable, then the ESPDL_STREAMING_PYTHON environment variable, then
+#                  cache variable, then the ESPDL_STREAMING_PYTHON environment variable, then the
+#                  component's own environment (tools/espdl_streaming_env.py), then
 #                  find_package(Python3)).
 #   DEPENDS        extra files whose change regenerates the model.
 #   Relative paths are resolved against the calling CMakeLists.txt's directory.
@@ -71,6 +77,7 @@ endif()
 get_filename_component(__espdl_streaming_dir "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 set_property(GLOBAL PROPERTY ESPDL_STREAMING_COMPONENT_DIR "${__espdl_streaming_dir}")
 unset(__espdl_streaming_dir)
+include("${CMAKE_CURRENT_LIST_DIR}/espdl_streaming_lock.cmake")  # the lock: ESPDL_STREAMING_LOCK_DIR
 
 set(ESPDL_STREAMING_PYTHON "" CACHE FILEPATH
     "Python interpreter that runs the espdl_streaming model tool (needs python/requirements.txt)")
@@ -83,9 +90,14 @@ function(__espdl_streaming_component_dir out)
     set(${out} "${dir}" PARENT_SCOPE)
 endfunction()
 
+# Errors name the public function the user called (each sets __ESPDL_STREAMING_CALLER on entry).
 function(__espdl_streaming_fail name)
     string(REPLACE ";" " " text "${ARGN}")
-    message(FATAL_ERROR "espdl_streaming_add_model(${name}): ${text}")
+    get_property(caller GLOBAL PROPERTY __ESPDL_STREAMING_CALLER)
+    if(NOT caller)
+        set(caller espdl_streaming_add_model)
+    endif()
+    message(FATAL_ERROR "${caller}(${name}): ${text}")
 endfunction()
 
 # Limits shared with the Python declaration (python/espdl_streaming/declaration.py; a test checks they
@@ -94,6 +106,8 @@ set(__ESPDL_STREAMING_MIN_VERIFY_CHUNKS 8)
 set(__ESPDL_STREAMING_INPUT_RANKS 3 4)
 set(__ESPDL_STREAMING_MAX_MIN_SNR_DB 150)
 set(__ESPDL_STREAMING_QUANT_SCHEMES w8a8 w8a16 w16a16 auto)
+set(__ESPDL_STREAMING_CALIB_ALGORITHMS kl minmax percentile mse)
+set(__ESPDL_STREAMING_CALIB_OPTIONS equalization bias_correction)
 
 # Levenshtein distance between two (short) strings.
 function(__espdl_streaming_distance out a b)
@@ -155,6 +169,19 @@ function(__espdl_streaming_closest out word keywords)
         endif()
     endforeach()
     string(LENGTH "${upper}" n)
+    # A keyword the word abbreviates (CALIB_ALGO: CALIB_ALGORITHM) wins: the shortest such keyword.
+    if(n GREATER_EQUAL 4)
+        set(prefix_len 1000)
+        foreach(kw IN LISTS keywords)
+            string(FIND "${kw}" "${upper}" at)
+            string(LENGTH "${kw}" kw_len)
+            if(at EQUAL 0 AND kw_len GREATER n AND kw_len LESS prefix_len)
+                set(prefix_len ${kw_len})
+                set(best ${kw})
+                set(best_d 0)
+            endif()
+        endforeach()
+    endif()
     math(EXPR limit "(${n} + 2) / 3")
     if(limit LESS 2)
         set(limit 2)
@@ -211,6 +238,13 @@ function(__espdl_streaming_check_keywords name options single multi base_dir)
             endif()
         elseif(mode STREQUAL "PLACEMENT_LABEL")
             set(mode PLACEMENT_DONE)
+        elseif(mode STREQUAL "CALIB_OPTIONS")
+            if(NOT tok IN_LIST __ESPDL_STREAMING_CALIB_OPTIONS)
+                __espdl_streaming_closest(guess "${tok}" "${all}")
+                if(guess OR tok MATCHES "^[A-Z][A-Z0-9_]+$")
+                    __espdl_streaming_unknown_keyword(${name} "${tok}" "${all}")
+                endif()
+            endif()  # else an option; a misspelt one is named by the core with the valid ones
         elseif(mode STREQUAL "DEPENDS")
             get_filename_component(abs "${tok}" ABSOLUTE BASE_DIR "${base_dir}")
             if(tok MATCHES "^[A-Za-z_][A-Za-z0-9_]*$" AND NOT EXISTS "${abs}")
@@ -225,7 +259,7 @@ function(__espdl_streaming_check_keywords name options single multi base_dir)
     endforeach()
 endfunction()
 
-# `file:line` of the espdl_streaming_add_model(<name> ...) call in the calling list file, relative to
+# `file:line` of the espdl_streaming_add_model[_to_target](<name> ...) call in the calling list file, relative to
 # the top source directory, for errors raised at build time; the file alone when the line is not found.
 function(__espdl_streaming_declared_at out name list_file)
     file(RELATIVE_PATH shown "${CMAKE_SOURCE_DIR}" "${list_file}")
@@ -237,7 +271,7 @@ function(__espdl_streaming_declared_at out name list_file)
     set(pending FALSE)
     foreach(line IN LISTS lines)
         math(EXPR n "${n} + 1")
-        if(line MATCHES "espdl_streaming_add_model[ \t]*\\([ \t]*${name}([ \t)]|$)")
+        if(line MATCHES "espdl_streaming_add_model(_to_target)?[ \t]*\\([ \t]*${name}([ \t)]|$)")
             set(${out} "${shown}:${n}" PARENT_SCOPE)
             return()
         endif()
@@ -246,7 +280,7 @@ function(__espdl_streaming_declared_at out name list_file)
             return()
         endif()
         set(pending FALSE)
-        if(line MATCHES "espdl_streaming_add_model[ \t]*\\([ \t]*$")
+        if(line MATCHES "espdl_streaming_add_model(_to_target)?[ \t]*\\([ \t]*$")
             set(pending TRUE)
             set(call_line ${n})
         endif()
@@ -290,17 +324,42 @@ function(__espdl_streaming_resolve_ref name keyword ref base_dir out_file out_fu
     set(${out_func} "${func}" PARENT_SCOPE)
 endfunction()
 
-# Every source of the tool: a change to any of them regenerates every model.
+# Every source of the tool: a change to any of them regenerates every model. Listed at configure
+# time, without CONFIGURE_DEPENDS (that glob is re-run by a `VerifyGlobs` step on every build, the
+# whole cost of a no-op rebuild): an edit of a listed file reruns the models through their DEPENDS,
+# and the directories are configure dependencies, so adding, removing or renaming a file in one
+# (which changes the directory's time) re-runs the configure, which lists them again. Each package
+# directory gets its __pycache__ here, so that Python creating it at the first build is no such change.
 function(__espdl_streaming_tool_sources out)
     get_property(sources GLOBAL PROPERTY __ESPDL_STREAMING_TOOL_SOURCES)
     get_property(done GLOBAL PROPERTY __ESPDL_STREAMING_TOOL_SOURCES SET)
     if(NOT done)
         __espdl_streaming_component_dir(dir)
-        file(GLOB_RECURSE sources CONFIGURE_DEPENDS LIST_DIRECTORIES false
+        file(GLOB_RECURSE sources LIST_DIRECTORIES false
              "${dir}/python/espdl_streaming/*.py"
              "${dir}/python/espdl_streaming/*.j2"
              "${dir}/templates/*.j2")
+        list(FILTER sources EXCLUDE REGEX "/__pycache__/")
         list(SORT sources)
+        file(GLOB_RECURSE entries LIST_DIRECTORIES true "${dir}/python/espdl_streaming/*")
+        set(dirs "${dir}/python/espdl_streaming")
+        foreach(entry IN LISTS entries)
+            if(IS_DIRECTORY "${entry}" AND NOT entry MATCHES "/__pycache__(/|$)")
+                list(APPEND dirs "${entry}")
+            endif()
+        endforeach()
+        if(IS_DIRECTORY "${dir}/templates")
+            list(APPEND dirs "${dir}/templates")
+        endif()
+        foreach(d IN LISTS dirs)
+            file(GLOB py LIST_DIRECTORIES false "${d}/*.py")
+            if(py AND NOT IS_DIRECTORY "${d}/__pycache__")
+                # Not file(MAKE_DIRECTORY): a read-only component (a managed one) must still configure.
+                execute_process(COMMAND "${CMAKE_COMMAND}" -E make_directory "${d}/__pycache__"
+                                RESULT_VARIABLE ignored OUTPUT_QUIET ERROR_QUIET)
+            endif()
+        endforeach()
+        set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${dirs})
         set_property(GLOBAL PROPERTY __ESPDL_STREAMING_TOOL_SOURCES "${sources}")
     endif()
     set(${out} "${sources}" PARENT_SCOPE)
@@ -324,7 +383,8 @@ function(__espdl_streaming_fail_at_build_time target)
 endfunction()
 
 # Cheap configure-time check that <python> can run the tool: find_spec only, no import.
-# A failure becomes a target that fails the build (not the configure) with the install command.
+# A failure becomes a target that fails the build (not the configure) with the one command that sets
+# up the tool's own environment (tools/espdl_streaming_env.py; see __espdl_streaming_default_python).
 # Returns in <out> the name of that target, or "" when everything was found.
 function(__espdl_streaming_check_python python out)
     string(MAKE_C_IDENTIFIER "${python}" key)
@@ -334,19 +394,48 @@ function(__espdl_streaming_check_python python out)
         set(${out} "${result}" PARENT_SCOPE)
         return()
     endif()
-    # The modules the tool needs; find_spec locates them without importing anything.
-    set(modules "esp_ppq', 'torch', 'jinja2', 'numpy', 'onnx', 'onnxruntime")
-    execute_process(
-        COMMAND "${python}" -c
-            "import importlib.util as u; print(' '.join(m for m in ['${modules}'] if u.find_spec(m) is None))"
-        RESULT_VARIABLE rc
-        OUTPUT_VARIABLE missing
-        ERROR_VARIABLE err
-        OUTPUT_STRIP_TRAILING_WHITESPACE)
+    get_property(known GLOBAL PROPERTY ESPDL_STREAMING_SETUP_COMMAND SET)
+    if(NOT known)
+        __espdl_streaming_default_python(unused)  # the environment's location and state
+    endif()
+    get_property(venv GLOBAL PROPERTY ESPDL_STREAMING_VENV)
+    get_property(state GLOBAL PROPERTY ESPDL_STREAMING_VENV_STATE)
+    get_property(setup GLOBAL PROPERTY ESPDL_STREAMING_SETUP_COMMAND)
     __espdl_streaming_component_dir(dir)
     set(requirements "${dir}/python/requirements.txt")
+    get_filename_component(venv_dir "${python}/../.." ABSOLUTE)
+    set(own_env FALSE)
+    if(venv_dir STREQUAL venv)
+        set(own_env TRUE)
+    endif()
+
+    set(what "")
+    if(own_env AND state STREQUAL "missing")
+        set(what "the model tool's Python environment is not set up (no ${venv})")
+    elseif(own_env AND state STREQUAL "stale")
+        set(what "the model tool's Python environment at ${venv} is out of date "
+                 "(python/requirements.txt or requirements.lock changed since it was set up)")
+    else()
+        # The modules the tool needs; find_spec locates them without importing anything.
+        set(modules "esp_ppq', 'torch', 'jinja2', 'numpy', 'onnx', 'onnxruntime")
+        execute_process(
+            COMMAND "${python}" -c
+                "import importlib.util as u; print(' '.join(m for m in ['${modules}'] if u.find_spec(m) is None))"
+            RESULT_VARIABLE rc
+            OUTPUT_VARIABLE missing
+            ERROR_VARIABLE err
+            OUTPUT_STRIP_TRAILING_WHITESPACE)
+        if(NOT rc EQUAL 0)
+            string(STRIP "${err}" err)
+            set(what "cannot run '${python}' (${rc}: ${err})")
+        elseif(NOT missing STREQUAL "")
+            set(what "Python modules missing from '${python}': ${missing}")
+        endif()
+    endif()
+    string(REPLACE ";" "" what "${what}")
+
     set(result "")
-    if(NOT rc EQUAL 0 OR NOT missing STREQUAL "")
+    if(NOT what STREQUAL "")
         get_property(n GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_COUNT)
         if(NOT n)
             set(n 0)
@@ -354,31 +443,98 @@ function(__espdl_streaming_check_python python out)
         math(EXPR n "${n} + 1")
         set_property(GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_COUNT ${n})
         set(result "espdl_streaming_python_check_${n}")
-        if(NOT rc EQUAL 0)
-            string(STRIP "${err}" err)
-            set(what "cannot run '${python}' (${rc}: ${err})")
-        else()
-            set(what "Python modules missing from '${python}': ${missing}")
-        endif()
         message(STATUS "espdl_streaming: ${what}; models will fail to build")
-        __espdl_streaming_fail_at_build_time(${result}
+        set(lines
             "error: espdl_streaming: ${what}"
-            "Install the model tool's requirements with:"
-            "    ${python} -m pip install -r ${requirements}"
-            "or choose another interpreter with -DESPDL_STREAMING_PYTHON=<python>.")
+            "Set up the model tool's own Python environment with this one command (once per user and component"
+            "version: the build finds it without any variable, and ESP-IDF's Python is not modified):"
+            "    ${setup}")
+        if(own_env)
+            list(APPEND lines "or choose an interpreter that has ${requirements} with -DESPDL_STREAMING_PYTHON=<python>.")
+        else()
+            list(APPEND lines
+                "and unset ESPDL_STREAMING_PYTHON, or install the requirements into that interpreter with:"
+                "    ${python} -m pip install -r ${requirements}")
+        endif()
+        __espdl_streaming_fail_at_build_time(${result} ${lines})
     endif()
     set_property(GLOBAL PROPERTY __ESPDL_STREAMING_PYCHECK_${key} "${result}")
     set(${out} "${result}" PARENT_SCOPE)
 endfunction()
 
+# The interpreter that runs the model tool when the caller names none:
+#   1. the ESPDL_STREAMING_PYTHON cache variable, 2. the ESPDL_STREAMING_PYTHON environment variable,
+#   3. the component's own environment (tools/espdl_streaming_env.py) when it is there: the venv at
+#      $ENV{ESPDL_STREAMING_VENV}, else ${XDG_DATA_HOME:-~/.local/share}/espdl_streaming/venv-<version>
+#      (Windows: %LOCALAPPDATA%), <version> the top-level version of idf_component.yml;
+#   4. plain CMake only: find_package(Python3) (checked for the tool's modules like any other).
+# With IDF (ESP-IDF's wrapper) its Python is never used: without the environment (or with one whose
+# stamp does not match python/requirements.txt and .lock) the environment's interpreter is returned
+# anyway and __espdl_streaming_check_python fails the build with the set-up command.
+# Global properties for the check: ESPDL_STREAMING_VENV (directory), ESPDL_STREAMING_VENV_STATE
+# (current, stale or missing) and ESPDL_STREAMING_SETUP_COMMAND.
 function(__espdl_streaming_default_python out)
+    __espdl_streaming_component_dir(dir)
+    # The environment: location, stamp (as tools/espdl_streaming_env.py writes it), set-up command.
+    file(STRINGS "${dir}/idf_component.yml" version_line REGEX "^version:" LIMIT_COUNT 1)
+    string(REGEX REPLACE "^version:[ \t]*[\"']?([^\"' \t#]+).*$" "\\1" version "${version_line}")
+    if(NOT "$ENV{ESPDL_STREAMING_VENV}" STREQUAL "")
+        file(TO_CMAKE_PATH "$ENV{ESPDL_STREAMING_VENV}" venv)
+    elseif(CMAKE_HOST_WIN32 AND NOT "$ENV{LOCALAPPDATA}" STREQUAL "")
+        file(TO_CMAKE_PATH "$ENV{LOCALAPPDATA}/espdl_streaming/venv-${version}" venv)
+    elseif(NOT "$ENV{XDG_DATA_HOME}" STREQUAL "")
+        set(venv "$ENV{XDG_DATA_HOME}/espdl_streaming/venv-${version}")
+    else()
+        set(venv "$ENV{HOME}/.local/share/espdl_streaming/venv-${version}")
+    endif()
+    get_filename_component(venv "${venv}" ABSOLUTE)
+    if(CMAKE_HOST_WIN32)
+        set(venv_python "${venv}/Scripts/python.exe")
+    else()
+        set(venv_python "${venv}/bin/python")
+    endif()
+    set(expected "espdl_streaming model tool environment\n")
+    foreach(req requirements.txt requirements.lock)
+        file(SHA256 "${dir}/python/${req}" sha)
+        string(APPEND expected "${req} sha256 ${sha}\n")
+        # Changed requirements (a pull, an edit) re-run the configure and so this check.
+        set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${dir}/python/${req}")
+    endforeach()
+    set(state missing)
+    if(EXISTS "${venv_python}")
+        set(state stale)
+        if(EXISTS "${venv}/.espdl_streaming_env")
+            file(READ "${venv}/.espdl_streaming_env" stamp)
+            if(stamp STREQUAL expected)
+                set(state current)
+            endif()
+        endif()
+    endif()
+    if(COMMAND idf_build_get_property)
+        idf_build_get_property(runner PYTHON)  # any Python >= 3.10 runs the script; ESP-IDF's is at hand
+    endif()
+    if(NOT runner AND CMAKE_HOST_WIN32)
+        set(runner python)
+    elseif(NOT runner)
+        set(runner python3)
+    endif()
+    set_property(GLOBAL PROPERTY ESPDL_STREAMING_VENV "${venv}")
+    set_property(GLOBAL PROPERTY ESPDL_STREAMING_VENV_STATE "${state}")
+    set_property(GLOBAL PROPERTY ESPDL_STREAMING_SETUP_COMMAND
+                 "${runner} ${dir}/tools/espdl_streaming_env.py")
+
     if(ESPDL_STREAMING_PYTHON)
         set(python "${ESPDL_STREAMING_PYTHON}")
     elseif(DEFINED ENV{ESPDL_STREAMING_PYTHON} AND NOT "$ENV{ESPDL_STREAMING_PYTHON}" STREQUAL "")
         set(python "$ENV{ESPDL_STREAMING_PYTHON}")
+    elseif(NOT state STREQUAL "missing" OR "IDF" IN_LIST ARGN)
+        set(python "${venv_python}")
     else()
         find_package(Python3 COMPONENTS Interpreter QUIET)
         set(python "${Python3_EXECUTABLE}")
+        if(NOT python)
+            set(python "${venv_python}")  # the check then asks for the set-up
+        endif()
     endif()
     set(${out} "${python}" PARENT_SCOPE)
 endfunction()
@@ -408,15 +564,16 @@ ${sym}_end:
 endfunction()
 
 # ---------------------------------------------------------------------------------------------
-# The shared implementation behind both public espdl_streaming_add_model() functions. Every
+# The shared implementation behind both public functions, espdl_streaming_add_model_to_target() (plain
+# CMake) and espdl_streaming_add_model() (ESP-IDF, project_include.cmake). Every
 # argument is explicit here; the wrappers fill in their defaults.
 #   __espdl_streaming_add_model(<name> TARGET <t> CHIP <chip> PYTHON <python> BASE_DIR <dir>
 #       MODEL ... INPUT_SHAPE ... CHUNK_FRAMES ... [CALIBRATION ...] [CALIB_STEPS ...]
 #       [BITS ...] [VERIFY_CHUNKS ...] [PLACEMENT ...] [DEPENDS ...])
 function(__espdl_streaming_add_model name)
     set(single TARGET CHIP PYTHON BASE_DIR MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS
-               VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB)
-    set(multi INPUT_SHAPE PLACEMENT DEPENDS)
+               VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB CALIB_ALGORITHM ESPDL_VERSION)
+    set(multi INPUT_SHAPE PLACEMENT DEPENDS CALIB_OPTIONS)
     cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
 
     # -- name ------------------------------------------------------------------------------
@@ -516,6 +673,35 @@ function(__espdl_streaming_add_model name)
     if(arg_STRICT)
         list(APPEND extra_flags --strict)
     endif()
+    if(arg_ESPDL_VERSION)  # the ESP-DL the app builds with (the ESP-IDF wrapper reads it)
+        list(APPEND extra_flags --espdl-version ${arg_ESPDL_VERSION})
+    endif()
+    if(DEFINED arg_CALIB_ALGORITHM)
+        if(NOT arg_CALIB_ALGORITHM IN_LIST __ESPDL_STREAMING_CALIB_ALGORITHMS)
+            string(REPLACE ";" ", " valid "${__ESPDL_STREAMING_CALIB_ALGORITHMS}")
+            __espdl_streaming_fail(${name} "CALIB_ALGORITHM must be one of ${valid} (esp-ppq's "
+                                   "activation observers), got '${arg_CALIB_ALGORITHM}'")
+        endif()
+        list(APPEND extra_flags --calib-algorithm ${arg_CALIB_ALGORITHM})
+    endif()
+    if(DEFINED arg_CALIB_OPTIONS OR "CALIB_OPTIONS" IN_LIST arg_KEYWORDS_MISSING_VALUES)
+        string(REPLACE ";" ", " valid "${__ESPDL_STREAMING_CALIB_OPTIONS}")
+        if(NOT arg_CALIB_OPTIONS)
+            __espdl_streaming_fail(${name} "CALIB_OPTIONS needs one or more of ${valid}")
+        endif()
+        set(seen)
+        foreach(option IN LISTS arg_CALIB_OPTIONS)
+            if(NOT option IN_LIST __ESPDL_STREAMING_CALIB_OPTIONS)
+                __espdl_streaming_fail(${name} "CALIB_OPTIONS: '${option}' is not an option: use any of ${valid}")
+            endif()
+            if(option IN_LIST seen)
+                __espdl_streaming_fail(${name} "CALIB_OPTIONS: '${option}' is given twice")
+            endif()
+            list(APPEND seen ${option})
+        endforeach()
+        string(REPLACE ";" "," options_arg "${arg_CALIB_OPTIONS}")
+        list(APPEND extra_flags --calib-options ${options_arg})
+    endif()
     if(DEFINED arg_CALIB_STEPS)
         __espdl_streaming_check_positive_int(${name} CALIB_STEPS "${arg_CALIB_STEPS}")
         list(APPEND extra_flags --calib-steps ${arg_CALIB_STEPS})
@@ -610,7 +796,15 @@ function(__espdl_streaming_add_model name)
         set(placement_arg "partition:${partition}")
     endif()
 
-    __espdl_streaming_check_python("${arg_PYTHON}" python_check)
+    # Lock mode (ESPDL_STREAMING_LOCK_DIR, espdl_streaming_lock.cmake): the outputs come from the lock and
+    # need no quantizer, so no check for it; arg_PYTHON becomes an interpreter that exists.
+    set(quantizer_python "${arg_PYTHON}")
+    __espdl_streaming_lock_flags(lock_flags arg_PYTHON)
+    if(lock_flags)
+        set(python_check "")
+    else()
+        __espdl_streaming_check_python("${arg_PYTHON}" python_check)
+    endif()
     __espdl_streaming_declared_at(declared_at ${name} "${CMAKE_CURRENT_LIST_FILE}")
 
     # Policy CMP0116 NEW: CMake rewrites the depfile's paths for Ninja; the tool writes absolute
@@ -636,6 +830,8 @@ function(__espdl_streaming_add_model name)
                 --out-dir "${out_dir}"
                 --depfile "${depfile}"
                 --declared-at "${declared_at}"
+                --project-dir "${CMAKE_SOURCE_DIR}"  # paths in the outputs relative to it
+                ${lock_flags}
         DEPENDS ${deps} ${tool_sources}
         DEPFILE "${depfile}"
         WORKING_DIRECTORY "${arg_BASE_DIR}"
@@ -671,6 +867,10 @@ function(__espdl_streaming_add_model name)
     add_dependencies(${arg_TARGET} espdl_streaming_${name})
 
     set_property(GLOBAL APPEND PROPERTY ESPDL_STREAMING_MODELS ${name})
+    __espdl_streaming_lock_record(${name} ${arg_CHIP} "${quantizer_python}"
+        --name ${name} --model "${model_arg}" --input-shape ${shape_arg} --chunk-frames ${arg_CHUNK_FRAMES}
+        --target ${arg_CHIP} --quant ${quant} --placement ${placement_arg} ${extra_flags}
+        --declared-at "${declared_at}")
     set_property(GLOBAL PROPERTY __ESPDL_STREAMING_MODEL_${name}_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
 endfunction()
 
@@ -678,10 +878,11 @@ endfunction()
 # Public API for plain CMake projects (ESP-IDF's project_include.cmake defines its own
 # espdl_streaming_add_model with IDF defaults on top of the same implementation).
 
-function(espdl_streaming_add_model name)
+function(espdl_streaming_add_model_to_target name)
+    set_property(GLOBAL PROPERTY __ESPDL_STREAMING_CALLER espdl_streaming_add_model_to_target)
     set(single TARGET CHIP PYTHON MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS
-               QUANT EVAL MIN_SNR_DB)
-    set(multi INPUT_SHAPE PLACEMENT DEPENDS)
+               QUANT EVAL MIN_SNR_DB CALIB_ALGORITHM)
+    set(multi INPUT_SHAPE PLACEMENT DEPENDS CALIB_OPTIONS)
     set(args "${ARGN}")
     __espdl_streaming_check_keywords("${name}" "STRICT" "${single}" "${multi}" "${CMAKE_CURRENT_SOURCE_DIR}" ${args})
     cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
@@ -709,12 +910,16 @@ endfunction()
 # tests that inject their own model_interface.
 function(espdl_streaming_runtime_sources out backend)
     __espdl_streaming_component_dir(dir)
-    file(GLOB sources CONFIGURE_DEPENDS "${dir}/src/*.cpp" "${dir}/src/*.c")
+    # Listed at configure time (no CONFIGURE_DEPENDS glob, re-run on every build); the directories
+    # are configure dependencies: a file added, removed or renamed there re-runs the configure.
+    file(GLOB sources "${dir}/src/*.cpp" "${dir}/src/*.c")
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${dir}/src")
     if(backend STREQUAL "espdl")
         list(FILTER sources EXCLUDE REGEX "/no_backend\\.cpp$")
     elseif(backend STREQUAL "host")
         list(FILTER sources EXCLUDE REGEX "/(espdl_model|no_backend)\\.cpp$")
-        file(GLOB host_sources CONFIGURE_DEPENDS "${dir}/src/host/*.cpp")
+        file(GLOB host_sources "${dir}/src/host/*.cpp")
+        set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${dir}/src/host")
         list(APPEND sources ${host_sources})
     else()
         message(FATAL_ERROR "espdl_streaming_runtime_sources: backend must be espdl or host")
@@ -748,8 +953,10 @@ function(__espdl_streaming_forward_args out keywords skip)
             list(APPEND forward ${kw} ${arg_${kw}})
         endif()
     endforeach()
-    if("PLACEMENT" IN_LIST arg_KEYWORDS_MISSING_VALUES)
-        list(APPEND forward PLACEMENT)
-    endif()
+    foreach(kw PLACEMENT CALIB_OPTIONS)  # given without a value: kept so the core reports it
+        if(kw IN_LIST arg_KEYWORDS_MISSING_VALUES)
+            list(APPEND forward ${kw})
+        endif()
+    endforeach()
     set(${out} "${forward}" PARENT_SCOPE)
 endfunction()

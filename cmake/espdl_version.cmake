@@ -8,12 +8,9 @@
 set(ESPDL_STREAMING_ESPDL_MIN "3.3.8")
 set(ESPDL_STREAMING_ESPDL_BELOW "4.0.0")
 
-# __espdl_streaming_check_espdl_version(<esp-dl component dir> <result var>)
-#   Sets <result var> to "" when the component's idf_component.yml declares a version in
-#   [ESPDL_STREAMING_ESPDL_MIN, ESPDL_STREAMING_ESPDL_BELOW), else to the message that says why not.
-#   A component without a manifest version (a local copy) is accepted with a "" result and a
-#   STATUS message naming what was not checked.
-function(__espdl_streaming_check_espdl_version dir out)
+# __espdl_streaming_espdl_version(<esp-dl component dir> <result var>)
+#   The version the component's idf_component.yml declares, or "" (a local copy without one).
+function(__espdl_streaming_espdl_version dir out)
     set(manifest "${dir}/idf_component.yml")
     set(version "")
     if(EXISTS "${manifest}")
@@ -23,6 +20,17 @@ function(__espdl_streaming_check_espdl_version dir out)
             string(REGEX REPLACE "^version:[ \t]*[\"']?([0-9]+(\\.[0-9]+)*)[^\"']*[\"']?.*$" "\\1" version "${line}")
         endif()
     endif()
+    set(${out} "${version}" PARENT_SCOPE)
+endfunction()
+
+# __espdl_streaming_check_espdl_version(<esp-dl component dir> <result var>)
+#   Sets <result var> to "" when the component's idf_component.yml declares a version in
+#   [ESPDL_STREAMING_ESPDL_MIN, ESPDL_STREAMING_ESPDL_BELOW), else to the message that says why not.
+#   A component without a manifest version (a local copy) is accepted with a "" result and a
+#   STATUS message naming what was not checked.
+function(__espdl_streaming_check_espdl_version dir out)
+    set(manifest "${dir}/idf_component.yml")
+    __espdl_streaming_espdl_version("${dir}" version)
     if(version STREQUAL "")
         message(STATUS "espdl_streaming: ${dir} declares no ESP-DL version; not checked against "
                        ">=${ESPDL_STREAMING_ESPDL_MIN}, <${ESPDL_STREAMING_ESPDL_BELOW}")

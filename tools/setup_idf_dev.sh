@@ -1,33 +1,76 @@
 #!/usr/bin/env bash
-# Prepare a local ESP-IDF for building this component's `linux`-target tests.
+# Prepare an ESP-IDF for building this component's `linux`-target tests (python/tests/test_idf.py).
 #
-#   tools/setup_idf_dev.sh            # prepares $IDF_DIR (default /work/idf) and $IDF_ENV (default /work/idf-env)
-#   source /work/idf/espdl_streaming_env.sh
+# With an ordinary ESP-IDF install (install.sh done, export.sh sourced: IDF_PATH and
+# IDF_PYTHON_ENV_PATH set), it only checks that ESP-IDF and installs what the linux target needs
+# from the host (Debian's libbsd-dev):
+#
+#   . $HOME/esp/esp-idf/export.sh
+#   tools/setup_idf_dev.sh
 #   python -m pytest python/tests/test_idf.py
 #
-# What it does, each step skipped when already done:
-#   1. extracts an ESP-IDF snapshot (a bare git directory, no submodules) into $IDF_DIR with
-#      `git archive | tar -x`; nothing of ESP-IDF is ever copied into this repository; then the one
-#      submodule the test app needs (Unity) from its own snapshot, at the commit ESP-IDF pins;
+# Without an install, it builds one from a snapshot of ESP-IDF's git repository (a bare git
+# directory; nothing of ESP-IDF is ever copied into this repository), given by three variables:
+#
+#   IDF_MIRROR=<esp-idf git dir> IDF_DIR=<where to extract> IDF_ENV=<its Python venv> \
+#     [UNITY_MIRROR=<ThrowTheSwitch/Unity git dir>] [IDF_REF=<commit, default HEAD>] tools/setup_idf_dev.sh
+#   source $IDF_DIR/espdl_streaming_env.sh
+#
+# Snapshot steps, each skipped when already done:
+#   1. extracts the snapshot into $IDF_DIR with `git archive | tar -x`, then the one submodule the
+#      test app needs (Unity) from its own snapshot, at the commit ESP-IDF pins;
 #   2. installs Debian's libbsd-dev (the linux target's esp_hw_support uses <bsd/string.h>);
 #   3. creates a Python venv at $IDF_ENV with ESP-IDF's core requirements from PyPI (what `idf.py`
 #      checks at start-up; the linux target needs no cross toolchain);
 #   4. writes $IDF_DIR/espdl_streaming_env.sh exporting IDF_PATH, IDF_PYTHON_ENV_PATH,
 #      IDF_PYTHON_CHECK_CONSTRAINTS=no (the constraints file is a download) and
-#      IDF_COMPONENT_MANAGER=0 (the component registry is unreachable here).
+#      IDF_COMPONENT_MANAGER=0 (for machines without the component registry).
 #
-# Environment: IDF_MIRROR (snapshot git dir), UNITY_MIRROR (ThrowTheSwitch/Unity snapshot git dir,
-# for ESP-IDF's unity submodule), IDF_DIR, IDF_ENV, IDF_REF (default HEAD), PYTHON.
+# Other environment: PYTHON (the interpreter that creates $IDF_ENV, default python3),
+# ESPDL_STREAMING_NO_APT=1 (do not install libbsd-dev: only say it is missing).
 set -euo pipefail
 
-IDF_MIRROR=${IDF_MIRROR:-/work/.mirror/espressif+esp-idf/repo}
-IDF_DIR=${IDF_DIR:-/work/idf}
-IDF_ENV=${IDF_ENV:-/work/idf-env}
-IDF_REF=${IDF_REF:-HEAD}
-UNITY_MIRROR=${UNITY_MIRROR:-/work/.mirror/ThrowTheSwitch+Unity/repo}
-PYTHON=${PYTHON:-python3}
-
 log() { printf 'setup_idf_dev: %s\n' "$*"; }
+fail() {
+    printf 'setup_idf_dev: error: %s\n' "$*" >&2
+    exit 2
+}
+
+install_libbsd() {
+    if dpkg -s libbsd-dev >/dev/null 2>&1; then
+        return
+    fi
+    if [[ "${ESPDL_STREAMING_NO_APT:-}" == 1 ]]; then
+        log "warning: Debian's libbsd-dev is not installed; the linux target needs it (apt-get install libbsd-dev)"
+        return
+    fi
+    log "installing libbsd-dev"
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get update -qq && apt-get install -y -qq libbsd-dev
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq libbsd-dev
+    fi
+}
+
+# An ordinary install: check it, add what the linux target needs, done.
+if [[ -z "${IDF_MIRROR:-}" ]]; then
+    if [[ -z "${IDF_PATH:-}" ]]; then
+        fail "no ESP-IDF: source an ESP-IDF's export.sh (IDF_PATH), or give a snapshot with IDF_MIRROR, IDF_DIR and IDF_ENV (see the top of $0)"
+    fi
+    [[ -f "$IDF_PATH/tools/idf.py" ]] || fail "IDF_PATH=$IDF_PATH has no tools/idf.py: not an ESP-IDF"
+    [[ -n "${IDF_PYTHON_ENV_PATH:-}" && -x "$IDF_PYTHON_ENV_PATH/bin/python" ]] \
+        || fail "IDF_PYTHON_ENV_PATH does not name ESP-IDF's Python environment: source $IDF_PATH/export.sh first"
+    install_libbsd
+    log "ESP-IDF at $IDF_PATH ($("$IDF_PYTHON_ENV_PATH/bin/python" "$IDF_PATH/tools/idf.py" --version 2>/dev/null || echo 'version unknown')) is ready for the linux-target tests"
+    exit 0
+fi
+
+for var in IDF_DIR IDF_ENV; do
+    [[ -n "${!var:-}" ]] || fail "IDF_MIRROR is set: set $var too (where to put ESP-IDF and its Python venv)"
+done
+IDF_REF=${IDF_REF:-HEAD}
+UNITY_MIRROR=${UNITY_MIRROR:-}
+PYTHON=${PYTHON:-python3}
 
 # 1. ESP-IDF sources -------------------------------------------------------------------------
 if [[ -f "$IDF_DIR/tools/idf.py" ]]; then
@@ -71,7 +114,7 @@ fi
 unity_dir="$IDF_DIR/components/unity/unity"
 if [[ ! -f "$unity_dir/src/unity.c" ]]; then
     pin=$(git --git-dir="$IDF_MIRROR" ls-tree "$IDF_REF" components/unity/unity | awk '{print $3}')
-    if [[ -n "$pin" ]] && git --git-dir="$UNITY_MIRROR" cat-file -e "$pin^{commit}" 2>/dev/null; then
+    if [[ -n "$pin" && -n "$UNITY_MIRROR" ]] && git --git-dir="$UNITY_MIRROR" cat-file -e "$pin^{commit}" 2>/dev/null; then
         log "extracting Unity $pin from $UNITY_MIRROR"
         mkdir -p "$unity_dir"
         git --git-dir="$UNITY_MIRROR" archive --format=tar "$pin" | tar -x -C "$unity_dir"
@@ -82,14 +125,7 @@ if [[ ! -f "$unity_dir/src/unity.c" ]]; then
 fi
 
 # 2. Host libraries the linux target links ---------------------------------------------------
-if ! dpkg -s libbsd-dev >/dev/null 2>&1; then
-    log "installing libbsd-dev"
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get update -qq && apt-get install -y -qq libbsd-dev
-    else
-        sudo apt-get update -qq && sudo apt-get install -y -qq libbsd-dev
-    fi
-fi
+install_libbsd
 
 # 3. Python environment for idf.py -----------------------------------------------------------
 if [[ ! -x "$IDF_ENV/bin/python" ]]; then

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from . import __version__
 from .declaration import Declaration
-from .espdl_semantics import espdl_range_for
+from .espdl_semantics import espdl_range_for, runs_w8a16
 from .verify import STREAM_SEED, VerifyResult
 
 
@@ -131,6 +130,9 @@ def make_report(
         else None,
         "calibration": _calibration_json(decl, q.calibration_samples, q.random_calibration),
         "placement": _placement(decl),
+        # esp-ppq's calibration choices (CALIB_ALGORITHM, CALIB_OPTIONS); null: esp-ppq's default observer.
+        "calib_algorithm": decl.calib_algorithm,
+        "calib_options": list(decl.calib_options),
         "golden_chunks": v.golden_chunks,
         "esp_ppq_version": q.esp_ppq_version,
         # The ESP-DL versions whose integer semantics the verification and the golden vectors follow.
@@ -203,78 +205,176 @@ def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, V
     return q, v, seconds
 
 
-def _auto(decl: Declaration) -> tuple[Any, VerifyResult, dict[str, float], dict[str, Any], dict[str, Any]]:
-    """QUANT auto: w8a8, then the worst layer (lowest output SNR when quantized alone) moved to 16-bit
-    activations, one step at a time, until the worst output reaches MIN_SNR_DB; when every layer was tried,
-    the whole model at w8a16, then at w16a16."""
+#: esp-ppq's activation observers QUANT auto tries at 8 bits before it moves layers to 16 bits (unless the
+#: declaration chose one): kl is esp-ppq's default, mse picks what minmax picks on the zoo (bench/calib_options.py).
+AUTO_OBSERVERS = ("percentile", "minmax")
+
+
+@dataclasses.dataclass
+class _Candidate:
+    """One quantization QUANT auto tried: verified, with its quality measured."""
+
+    decl: Declaration
+    q: Any
+    v: VerifyResult
+    seconds: dict[str, float]
+    quality: dict[str, Any]
+
+    @property
+    def snr(self) -> float | None:
+        from .quality import worst_output
+
+        worst = worst_output(self.quality["outputs"])
+        return None if worst is None else float(worst["snr_db"])
+
+    @property
+    def flash(self) -> int:
+        return len(self.q.streaming_bytes)
+
+    def reaches(self, target: float) -> bool:
+        return self.snr is not None and self.snr >= target
+
+    def step(self, **what: Any) -> dict[str, Any]:
+        return {**what, "snr_db": self.snr, "espdl_bytes": self.flash, "cache_bytes": self.v.cache_bytes}
+
+
+def _candidate(decl: Declaration, promoted: list[str], label: str | None = None) -> _Candidate:
+    from .quality import quality_report
+
+    q, v, seconds = _quantize_and_verify(decl, promoted)
+    t = time.perf_counter()
+    quality = quality_report(decl, q, v)
+    seconds["quality"] = time.perf_counter() - t
+    if label:
+        quality["scheme"] = label
+    return _Candidate(decl, q, v, seconds, quality)
+
+
+def w16a16_flash_floor(espdl: bytes) -> int:
+    """A lower bound on the bytes of the same model quantized w16a16: its weight tensors alone at 16 bits
+    (every scheme keeps the same Conv/Gemm/MatMul/GRU/LSTM weights, only their element size changes)."""
+    from .espdl import read_espdl
+
+    model = read_espdl(espdl, source="the streaming model")
+    weight_slots = {"Conv": (1,), "Gemm": (1,), "MatMul": (1,), "GRU": (1, 2), "LSTM": (1, 2)}
+    names: set[str] = set()
+    for node in model.nodes:
+        slots = weight_slots.get(node.op_type, ())
+        names.update(node.inputs[i] for i in slots if i < len(node.inputs) and node.inputs[i] in model.initializers)
+    return sum(2 * int(math.prod(model.initializers[n].dims)) for n in sorted(names))
+
+
+def _auto(decl: Declaration) -> tuple[_Candidate, dict[str, Any]]:
+    """QUANT auto. w8a8; below MIN_SNR_DB, esp-ppq's other activation observers at 8 bits (the best kept);
+    still below, the worst layer (lowest output SNR when quantized alone) moved to 16-bit activations, one
+    step at a time; when every layer was tried, the whole model at w8a16, then at w16a16. A result that
+    reaches the target and might not cost less flash than w16a16 is compared with the whole model at w8a16
+    and w16a16, and the smallest that reaches the target is kept. Deterministic: same inputs, same choice."""
     from .errors import EspdlStreamingError
-    from .quality import quality_report, worst_output
 
     assert decl.min_snr_db is not None
-    promoted: list[str] = []
+    target = decl.min_snr_db
     steps: list[dict[str, Any]] = []
+
+    def skipped_text(exc: Exception) -> str:
+        return str(exc).removeprefix(f"{decl.name}: ")[:300]
+
+    best = _candidate(decl, [])  # the w8a8 model itself: its errors are the user's to see as they are
+    steps.append(best.step(promoted=[]))
+    if not best.reaches(target) and decl.calib_algorithm is None:
+        for algorithm in AUTO_OBSERVERS:
+            observed = dataclasses.replace(decl, calib_algorithm=algorithm)
+            try:
+                c = _candidate(observed, [], f"auto: w8a8 ({algorithm} observer)")
+            except EspdlStreamingError as exc:
+                steps.append({"calib_algorithm": algorithm, "promoted": [], "skipped": skipped_text(exc)})
+                continue
+            steps.append(c.step(calib_algorithm=algorithm, promoted=[]))
+            if (c.snr if c.snr is not None else float("-inf")) > (best.snr if best.snr is not None else float("-inf")):
+                best = c
+    base = best.decl
+    # Promoted layers and whole-model w8a16 are W8A16 layers: only for an ESP-DL that loads them.
+    w8a16 = runs_w8a16(decl.espdl_version)
+    ranking = list(best.q.layer_quality.ranking if best.q.layer_quality and w8a16 else [])
+    promoted: list[str] = []
     skipped: list[str] = []
-    ranking: list[str] | None = None
-    best: tuple[Any, VerifyResult, dict[str, float]] | None = None
-    while True:
+    current = best
+    while not current.reaches(target):
+        left = [name for name in ranking if name not in promoted and name not in skipped]
+        if not left:
+            break
+        layer = left[0]
         try:
-            q, v, seconds = _quantize_and_verify(decl, promoted)
+            c = _candidate(base, [*promoted, layer])
         except EspdlStreamingError as exc:
-            if best is None:
-                raise  # the w8a8 model itself: the user's problem to see as it is
             # esp-ppq cannot export this mix, or exports it in a form ESP-DL would misread or that does not
             # verify: keep the layer at 8 bits and go on with the next.
-            layer = promoted.pop()
             skipped.append(layer)
-            steps.append({"promoted": [layer], "skipped": str(exc).removeprefix(f"{decl.name}: ")[:300]})
-            q, v, seconds = best
-        else:
-            best = (q, v, seconds)
-        t = time.perf_counter()
-        quality = quality_report(decl, q, v)
-        seconds["quality"] = time.perf_counter() - t
-        worst = worst_output(quality["outputs"])
-        snr = worst["snr_db"] if worst else None
-        if not steps or "skipped" not in steps[-1]:
-            steps.append(
-                {
-                    "promoted": list(promoted[-1:]),
-                    "snr_db": snr,
-                    "espdl_bytes": len(q.streaming_bytes),
-                    "cache_bytes": v.cache_bytes,
-                }
-            )
-        if ranking is None:  # measured on the w8a8 model: each layer alone, the rest in float
-            ranking = list(q.layer_quality.ranking if q.layer_quality else [])
-        left = [name for name in ranking if name not in promoted and name not in skipped]
-        reached = snr is not None and snr >= decl.min_snr_db
-        if not reached and not left:
-            # Layer by layer did not get there (a layer's int8 input or a mix esp-ppq re-quantizes): every
-            # layer at 16-bit activations, int8 weights where ESP-DL has W8A16 kernels, then w16a16.
-            for scheme in ("w8a16", "w16a16"):
-                whole = dataclasses.replace(decl, quant=scheme)
-                q, v, seconds = _quantize_and_verify(whole, [])
-                quality = quality_report(whole, q, v)
-                quality["scheme"] = f"auto: {scheme} (every layer)"
-                worst = worst_output(quality["outputs"])
-                snr = worst["snr_db"] if worst else None
-                steps.append({"scheme": scheme, "promoted": ["every layer"], "snr_db": snr,
-                              "espdl_bytes": len(q.streaming_bytes), "cache_bytes": v.cache_bytes})  # fmt: skip
-                reached = snr is not None and snr >= decl.min_snr_db
-                if reached:
-                    promoted = ["every layer"]
-                    break
-        if reached or not left:
-            auto = {
-                "target_snr_db": decl.min_snr_db,
-                "reached": reached,
-                "promoted": list(promoted),
-                "kept_at_8_bits": skipped,
-                "steps": steps,
-                "layers": len(ranking),
-            }
-            return q, v, seconds, quality, auto
-        promoted.append(left[0])
+            steps.append({"promoted": [layer], "skipped": skipped_text(exc)})
+            continue
+        promoted.append(layer)
+        current = c
+        steps.append(c.step(promoted=[layer]))
+
+    whole: dict[str, _Candidate] = {}
+
+    def whole_model(scheme: str, compared: bool) -> _Candidate:
+        if scheme not in whole:
+            # The declaration's own observer choice: esp-ppq's default at 16 bits is minmax.
+            whole[scheme] = _candidate(dataclasses.replace(decl, quant=scheme), [], f"auto: {scheme} (every layer)")
+            step = whole[scheme].step(scheme=scheme, promoted=["every layer"])
+            if compared:
+                step["compared_for_flash"] = True
+            steps.append(step)
+        return whole[scheme]
+
+    whole_scheme = None
+    if not current.reaches(target):
+        # Layer by layer did not get there (a layer's int8 input or a mix esp-ppq re-quantizes): every layer at
+        # 16-bit activations, int8 weights where ESP-DL has W8A16 kernels, then w16a16.
+        for scheme in ("w8a16", "w16a16") if w8a16 else ("w16a16",):
+            current = whole_model(scheme, compared=False)
+            whole_scheme = scheme
+            if current.reaches(target):
+                break
+    flash_check: dict[str, Any] | None = None
+    if current.reaches(target) and whole_scheme != "w16a16":
+        floor = w16a16_flash_floor(current.q.streaming_bytes)
+        flash_check = {"espdl_bytes": current.flash, "w16a16_weight_bytes": floor}
+        if current.flash >= floor:
+            # Small models: the file's fixed part outweighs the weights and int8 weights are padded to 16 lanes,
+            # so 8 bits need not cost less flash. Measure the whole-model schemes and keep the smallest.
+            options = [current]
+            for scheme in ("w16a16", "w8a16") if w8a16 else ("w16a16",):
+                if scheme == whole_scheme:
+                    continue
+                try:
+                    options.append(whole_model(scheme, compared=True))
+                except EspdlStreamingError as exc:
+                    steps.append({"scheme": scheme, "promoted": ["every layer"], "skipped": skipped_text(exc)})
+            reaching = [c for c in options if c.reaches(target)]
+            chosen = min(reaching, key=lambda c: (c.flash, -(c.snr or 0.0), options.index(c)))
+            flash_check["w16a16_espdl_bytes"] = whole["w16a16"].flash if "w16a16" in whole else None
+            if chosen is not current:
+                flash_check["chose"] = chosen.quality["scheme"]
+                current = chosen
+                whole_scheme = chosen.decl.quant
+    if whole_scheme is not None and current.decl.quant == whole_scheme:
+        promoted = ["every layer"]
+    auto = {
+        "target_snr_db": target,
+        "reached": current.reaches(target),
+        "promoted": list(promoted),
+        "kept_at_8_bits": skipped,
+        "calib_algorithm": current.decl.calib_algorithm,
+        # W8A16 layers (promotions, whole-model w8a16) only for an ESP-DL that loads them (None: not known).
+        "espdl_version": decl.espdl_version,
+        "w8a16_used": w8a16,
+        "steps": steps,
+        "layers": len(ranking),
+        "flash_check": flash_check,
+    }
+    return current, auto
 
 
 def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
@@ -286,7 +386,10 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     t0 = time.perf_counter()
     auto = None
     if decl.quant == "auto":
-        q, v, seconds, quality, auto = _auto(decl)
+        chosen, auto = _auto(decl)
+        q, v, seconds, quality = chosen.q, chosen.v, chosen.seconds, chosen.quality
+        # The report and the glue record the observer QUANT auto settled on.
+        decl = dataclasses.replace(decl, calib_algorithm=chosen.decl.calib_algorithm)
     else:
         q, v, seconds = _quantize_and_verify(decl, [])
         t = time.perf_counter()
@@ -317,36 +420,3 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
         decl.output_path(".report.html"): render_html(report).encode("utf-8"),
     }
     return BuildOutputs(files, report, make_depfile(decl, q.deps))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomically(files: dict[Path, bytes]) -> list[Path]:
-    """Write every file through a temp file + rename; leave files whose content is unchanged untouched.
-
-    All temp files are written before any rename, so a failure while writing leaves every
-    earlier output as it was.  Returns the paths actually (re)written.
-    """
-    staged: list[tuple[Path, Path]] = []
-    mode = 0o666 & ~_umask()
-    try:
-        for path, data in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_file() and path.read_bytes() == data:
-                continue
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, mode)
-            staged.append((Path(tmp), path))
-        for tmp_path, path in staged:
-            os.replace(tmp_path, path)
-    finally:
-        for tmp_path, _ in staged:
-            if tmp_path.exists():
-                tmp_path.unlink()
-    return [p for _, p in staged]

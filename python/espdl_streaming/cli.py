@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .declaration import MIN_VERIFY_CHUNKS, make_declaration
+from .artifacts import add_build_arguments, add_lock_parser
+from .declaration import CALIB_ALGORITHMS, CALIB_OPTIONS, MIN_VERIFY_CHUNKS, make_declaration
 from .errors import EspdlStreamingError
 
 EXIT_USER_ERROR = 2
@@ -69,6 +69,20 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="fail (not warn) when evaluation data saturates a quantized tensor"
     )
     b.add_argument(
+        "--calib-algorithm",
+        help=f"esp-ppq's activation observer: {', '.join(CALIB_ALGORITHMS)} (default: esp-ppq's, kl at 8-bit "
+        "activations, minmax at 16); model-dependent, compare with the report's quality",
+    )
+    b.add_argument(
+        "--espdl-version",
+        help="the ESP-DL version the project builds with (the ESP-IDF wrapper passes it): --quant w8a16 needs "
+        ">= 3.3.11, and --quant auto does not use W8A16 layers below it",
+    )
+    b.add_argument(
+        "--calib-options",
+        help=f"comma-separated esp-ppq passes run while calibrating: {', '.join(CALIB_OPTIONS)}",
+    )
+    b.add_argument(
         "--verify-chunks",
         type=int,
         default=MIN_VERIFY_CHUNKS,
@@ -83,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_quiet(b)
     b.add_argument("--log", type=Path, help="also write esp-ppq's full log to this file")
+    add_build_arguments(b)  # --project-dir, --no-cache, --lock-dir, --update-lock (artifacts.py)
 
     sub.add_parser(
         "report",
@@ -90,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         "(python -m espdl_streaming report NAME.report.json [--html OUT.html] [--quiet])",
         add_help=False,
     )
+    add_lock_parser(sub)
     r = sub.add_parser(
         "run",
         help="stream recorded float frames through a built model, as the firmware does, and save the outputs",
@@ -221,15 +237,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "lock":
+        from .artifacts import main_lock
+
+        return main_lock(args)
     return _build(args, argv)
 
 
 def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    command_line = "python -m espdl_streaming " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
-    )
+    given = list(sys.argv[1:] if argv is None else argv)
     try:
-        from .build import run_build, write_atomically
+        from .artifacts import produce
+        from .atomic import write_atomically
 
         decl = make_declaration(
             name=args.name,
@@ -247,8 +266,11 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             evaluation=args.eval,
             min_snr_db=args.min_snr_db,
             strict=args.strict,
+            calib_algorithm=args.calib_algorithm,
+            calib_options=args.calib_options,
+            espdl_version=args.espdl_version,
         )
-        result = run_build(decl, command_line)
+        result = produce(decl, args, given)  # from the lock, the build cache or the quantizer
         files = dict(result.files)
         if args.depfile:
             files[args.depfile.resolve()] = result.depfile.encode()
@@ -269,6 +291,11 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             return EXIT_USER_ERROR
         raise
     report = result.report
+    for warning in result.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if not args.quiet:
+        for note in result.notes:
+            print(note)
     if report["calibration"]["random"]:
         print(f"WARNING: {args.name}: {report['calibration']['warning']}", file=sys.stderr)
     for warning in report.get("warnings", []):
@@ -279,7 +306,7 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .build import write_atomically
+    from .atomic import write_atomically
     from .run import encode_outputs, plan_run, run_frames
 
     try:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import keyword
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DeclarationError
+from .espdl_semantics import ESPDL_W8A16_MIN, runs_w8a16
 
 #: ESP-IDF chip targets and the esp-ppq target that decides their kernels and rounding.
 CHIP_TO_PPQ_TARGET: dict[str, str] = {
@@ -38,6 +40,13 @@ MIN_VERIFY_CHUNKS = 8
 QUANT_SCHEMES = ("w8a8", "w8a16", "w16a16", "auto")
 BITS_TO_QUANT = {8: "w8a8", 16: "w16a16"}
 MAX_MIN_SNR_DB = 150.0
+
+#: esp-ppq's activation observers (QuantizationSetting.quantize_activation_setting.calib_algorithm); None keeps
+#: esp-ppq's own choice for the scheme (kl at 8-bit activations, minmax at 16).
+CALIB_ALGORITHMS = ("kl", "minmax", "percentile", "mse")
+#: esp-ppq optimisation passes exposed because they measurably help some zoo models at w8a8 and hurt none by
+#: 1 dB or more (bench/calib_options.py): cross-layer equalization and bias correction.
+CALIB_OPTIONS = ("equalization", "bias_correction")
 
 _CPP_KEYWORDS = frozenset(
     """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
@@ -102,6 +111,13 @@ class Declaration:
     min_snr_db: float | None = None
     # Saturation on evaluation data fails the build instead of warning.
     strict: bool = False
+    # esp-ppq's activation observer (CALIB_ALGORITHMS); None: esp-ppq's default for the scheme.
+    calib_algorithm: str | None = None
+    # esp-ppq passes run while calibrating (CALIB_OPTIONS), sorted.
+    calib_options: tuple[str, ...] = ()
+    # The ESP-DL version the project builds with, when known (the ESP-IDF wrapper reads its manifest):
+    # QUANT w8a16 needs >= 3.3.11 and QUANT auto keeps to what it can load.
+    espdl_version: str | None = None
 
     @property
     def bits(self) -> int:
@@ -229,6 +245,54 @@ def parse_min_snr_db(name: str, value: float | None, quant: str) -> float | None
     return float(value)
 
 
+def parse_calib_algorithm(name: str, text: str | None) -> str | None:
+    if text is None:
+        return None
+    algorithm = text.lower()
+    if algorithm not in CALIB_ALGORITHMS:
+        raise _fail(
+            name,
+            f"--calib-algorithm '{text}' is not an esp-ppq activation observer: use one of "
+            f"{', '.join(CALIB_ALGORITHMS)}",
+        )
+    return algorithm
+
+
+def parse_calib_options(name: str, options: str | Sequence[str] | None) -> tuple[str, ...]:
+    """--calib-options a,b (CMake: CALIB_OPTIONS a b): each once, from CALIB_OPTIONS; sorted."""
+    if options is None:
+        return ()
+    items = [o for o in re.split(r"[,;\s]+", options) if o] if isinstance(options, str) else list(options)
+    chosen = []
+    for option in items:
+        low = option.lower()
+        if low not in CALIB_OPTIONS:
+            raise _fail(
+                name,
+                f"--calib-options: '{option}' is not an option: use any of {', '.join(CALIB_OPTIONS)} "
+                "(comma-separated)",
+            )
+        if low in chosen:
+            raise _fail(name, f"--calib-options: '{low}' is given twice")
+        chosen.append(low)
+    return tuple(sorted(chosen))
+
+
+def parse_espdl_version(name: str, text: str | None, quant: str) -> str | None:
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+){0,3}", text):
+        raise _fail(name, f"--espdl-version '{text}' must be a version such as 3.3.11")
+    if quant == "w8a16" and not runs_w8a16(text):
+        raise _fail(
+            name,
+            f"--quant w8a16: ESP-DL {text}, which this project builds with, cannot load W8A16 layers (ESP-DL "
+            f'{ESPDL_W8A16_MIN} added them): use espressif/esp-dl ">={ESPDL_W8A16_MIN},<4.0.0" in the project\'s '
+            "idf_component.yml, or QUANT w8a8 / w16a16 / auto (auto keeps to what the ESP-DL loads)",
+        )
+    return text
+
+
 def parse_placement(name: str, text: str) -> Placement:
     if text.lower() == "rodata":
         return Placement("rodata")
@@ -269,6 +333,9 @@ def make_declaration(
     evaluation: str | None = None,
     min_snr_db: float | None = None,
     strict: bool = False,
+    calib_algorithm: str | None = None,
+    calib_options: str | Sequence[str] | None = None,
+    espdl_version: str | None = None,
 ) -> Declaration:
     """Validate every argument and return the declaration, or raise DeclarationError."""
     validate_name(name)
@@ -319,4 +386,7 @@ def make_declaration(
         evaluation=eval_ref,
         min_snr_db=gate,
         strict=strict,
+        calib_algorithm=parse_calib_algorithm(name, calib_algorithm),
+        calib_options=parse_calib_options(name, calib_options),
+        espdl_version=parse_espdl_version(name, espdl_version, scheme),
     )

@@ -18,6 +18,15 @@ ESPDL_RANGE = f">={ESPDL_MIN},<{ESPDL_BELOW}"
 ESPDL_W8A16_MIN = "3.3.11"
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def runs_w8a16(espdl_version: str | None) -> bool:
+    """Whether the project's ESP-DL (None: not known, e.g. the linux target's host engine) loads W8A16."""
+    return espdl_version is None or version_tuple(espdl_version) >= version_tuple(ESPDL_W8A16_MIN)
+
+
 def espdl_range_for(quant_types: set[str]) -> str:
     """The ESP-DL versions a model with these node quant types runs on, with our semantics."""
     if "W8A16" in quant_types:

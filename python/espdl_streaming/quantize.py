@@ -189,6 +189,38 @@ def _layer_values(graph: Any, platform: Any, path: Path, inputs: Any) -> dict[st
     return dict(model.test_outputs)
 
 
+def _setting(decl: Declaration, scheme: str) -> Any:
+    """esp-ppq's ESP-DL setting for the scheme, as espdl_quantize_onnx makes it when given none, with the
+    declaration's calibration choices (CALIB_ALGORITHM, CALIB_OPTIONS) applied."""
+    from esp_ppq.api import QuantizationSettingFactory
+
+    setting = QuantizationSettingFactory.espdl_setting(num_of_bits=16 if scheme in ("w8a16", "w16a16") else 8)
+    if decl.calib_algorithm is not None:
+        setting.quantize_activation_setting.calib_algorithm = decl.calib_algorithm
+    if "equalization" in decl.calib_options:
+        setting.equalization = True
+    if "bias_correction" in decl.calib_options:
+        setting.bias_correct = True
+        setting.bias_correct_setting.collecting_device = "cpu"
+    return setting
+
+
+def _check_calib_options(decl: Declaration, onnx_path: Path) -> None:
+    """Refuse, before calibrating, an option esp-ppq 1.3.12 cannot run on this graph."""
+    if "bias_correction" not in decl.calib_options:
+        return
+    import onnx
+
+    for node in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+        if node.op_type == "LSTM":
+            raise QuantizeError(
+                f"{decl.name}: CALIB_OPTIONS bias_correction: node '{node.name}' (LSTM): esp-ppq 1.3.12's bias "
+                "correction runs the graph in its training executor, which fails on LSTM layers (it expects every "
+                "LSTM output to be a tensor); build this model without bias_correction (equalization and "
+                "CALIB_ALGORITHM still apply)"
+            )
+
+
 def quantize(decl: Declaration, promoted: Sequence[str] = ()) -> QuantizeResult:
     """Quantize `decl`'s model with its scheme and export the offline and streaming models.
 
@@ -318,15 +350,13 @@ def quantize(decl: Declaration, promoted: Sequence[str] = ()) -> QuantizeResult:
         steps = min(decl.calib_steps, len(calib))
         scheme = "w8a8" if decl.quant == "auto" else decl.quant
         platform = get_target_platform(decl.ppq_target, scheme)
-        setting = None
+        setting = _setting(decl, scheme)
         if promoted:
-            from esp_ppq.api import QuantizationSettingFactory
-
-            setting = QuantizationSettingFactory.espdl_setting(num_of_bits=8)
             # int16 activations, int8 weights where ESP-DL has W8A16 kernels (less flash than w16a16)
             wide = get_target_platform(decl.ppq_target, "w8a16")
             for op_name in promoted:
                 setting.dispatching_table.append(op_name, wide)
+        _check_calib_options(decl, onnx_path)
         plan_box: dict[str, StreamingPlan] = {}
         streaming_meta: dict[str, str] = {}
         layout_perms: dict[str, list[int]] = {}

@@ -217,7 +217,14 @@ def declaration_items(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     if _str(pick("quant")) != _scheme(report):
         items.append(("scheme", _scheme(report)))
     items.append(("calibration", _calibration_text(report)[0]))
-    shown = {"name", "target", "input_shape", "offline_input_shape", "chunk_frames", "bits", "quant", "calibration"}
+    if "calib_algorithm" in decl or "calib_algorithm" in report:
+        algorithm = pick("calib_algorithm")
+        items.append(("activation observer", _str(algorithm) if algorithm else "esp-ppq's default for the scheme"))
+    options = [_str(o) for o in _list(pick("calib_options"))]
+    if options:
+        items.append(("calibration passes", ", ".join(options)))
+    shown = {"name", "target", "input_shape", "offline_input_shape", "chunk_frames", "bits", "quant", "calibration",
+             "calib_algorithm", "calib_options"}  # fmt: skip
     for key, value in decl.items():  # anything else the declaration records, in its order
         if key in shown or key == "command_line" or isinstance(value, (dict, list)) or value is None:
             continue
@@ -410,6 +417,24 @@ def saturation_table(report: Mapping[str, Any]) -> Table | None:
     return table
 
 
+def _auto_step_text(step: Mapping[str, Any], first: bool) -> str:
+    """What one QUANT auto step tried, in words."""
+    names = [_str(p) for p in _list(step.get("promoted"))]
+    if step.get("scheme"):
+        text = f"whole model at {_str(step.get('scheme'))}"
+        if step.get("compared_for_flash"):
+            text += " (compared for flash)"
+    elif step.get("calib_algorithm"):
+        text = f"w8a8 with esp-ppq's {_str(step.get('calib_algorithm'))} observer"
+    elif names:
+        text = ", ".join(names) + " to 16 bits"
+    else:
+        text = "w8a8" if first else "(none)"
+    if step.get("skipped"):
+        text += f": not used ({_str(step.get('skipped'))})"
+    return text
+
+
 def auto_section(report: Mapping[str, Any]) -> tuple[list[tuple[str, str]], Table] | None:
     """(summary items, steps table) of the automatic mixed precision, or None when not used."""
     auto = _dict(_quality(report).get("auto"))
@@ -422,12 +447,18 @@ def auto_section(report: Mapping[str, Any]) -> tuple[list[tuple[str, str]], Tabl
         ("reached", "yes" if auto.get("reached") is True else "no" if auto.get("reached") is False else "n/a"),
         ("promoted layers", ", ".join(promoted) if promoted else "none"),
     ]
+    if auto.get("calib_algorithm"):
+        items.append(("activation observer", _str(auto.get("calib_algorithm"))))
+    check = _dict(auto.get("flash_check"))
+    if _num(check.get("w16a16_espdl_bytes")) is not None:
+        items.append(("flash against w16a16", f"{_fmt_int(check.get('espdl_bytes'))} B before the comparison, "
+                      f"{_fmt_int(check.get('w16a16_espdl_bytes'))} B at w16a16"
+                      + (f"; kept {_str(check.get('chose'))}" if check.get("chose") else "")))  # fmt: skip
     cost_keys = [k for k in ("espdl_bytes", "cache_bytes", "ram_bytes") if any(k in s for s in steps)]
     titles = {"espdl_bytes": "flash", "cache_bytes": "cache RAM", "ram_bytes": "RAM"}
-    table = Table(["step", "promoted", "SNR after step"] + [titles[k] for k in cost_keys])
+    table = Table(["step", "what was tried", "SNR after step"] + [titles[k] for k in cost_keys])
     for i, s in enumerate(steps, 1):
-        names = [_str(p) for p in _list(s.get("promoted"))]
-        row = [str(i), ", ".join(names) if names else "(none)", _fmt_db(s.get("snr_db"))]
+        row = [str(i), _auto_step_text(s, first=i == 1), _fmt_db(s.get("snr_db"))]
         for k in cost_keys:
             row.append(_fmt_int(s.get(k)) + " B" if _num(s.get(k)) is not None else "n/a")
         table.rows.append(row)
@@ -435,9 +466,10 @@ def auto_section(report: Mapping[str, Any]) -> tuple[list[tuple[str, str]], Tabl
     for k in cost_keys:
         values = [_num(s.get(k)) for s in steps]
         known = [v for v in values if v is not None]
-        if len(known) >= 2:
-            delta = int(known[-1] - known[0])
-            items.append((f"{titles[k]} cost", f"{delta:+d} B (last step against the first)"))
+        result = _num(report.get(k))  # the model the build kept
+        if len(known) >= 2 and result is not None:
+            delta = int(result - known[0])
+            items.append((f"{titles[k]} cost", f"{delta:+d} B (the result against w8a8, step 1)"))
     return items, table
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The build cache (cache.py) is off in the tests unless a test turns it on (test_cache.py, test_lock.py): a
+# replayed build would make tests of what a build does pass without building.
+os.environ.setdefault("ESPDL_STREAMING_CACHE", "0")
 EXAMPLE_MODEL = REPO / "examples" / "tcn" / "model.py"
 TEST_MODELS = Path(__file__).resolve().parent / "models"
 

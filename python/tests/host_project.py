@@ -12,11 +12,11 @@ from test_cmake import CMAKE, NINJA, TOOL_PYTHON
 
 
 def build_and_run(tmp_path: Path, main_cpp: str, declarations: list[str]) -> subprocess.CompletedProcess[str]:
-    """`declarations`: the arguments of each espdl_streaming_add_model() after TARGET (added here)."""
+    """`declarations`: the arguments of each espdl_streaming_add_model_to_target() after TARGET (added here)."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "main.cpp").write_text(main_cpp)
-    models = "\n".join(f"espdl_streaming_add_model({d.split(' ', 1)[0]} TARGET check {d.split(' ', 1)[1]})"
+    models = "\n".join(f"espdl_streaming_add_model_to_target({d.split(' ', 1)[0]} TARGET check {d.split(' ', 1)[1]})"
                        for d in declarations)  # fmt: skip
     (src / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.20)\nproject(host_check C CXX ASM)\nset(CMAKE_CXX_STANDARD 17)\n"

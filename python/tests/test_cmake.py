@@ -230,53 +230,83 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
 @pytest.mark.parametrize(
     ("calls", "message"),
     [
-        (["2tcn " + GOOD], "espdl_streaming_add_model(2tcn): the model name must be a C identifier"),
-        (["kws-model " + GOOD], "espdl_streaming_add_model(kws-model): the model name must be a C identifier"),
-        (["class " + GOOD], "espdl_streaming_add_model(class): the model name 'class' is a C++ keyword"),
+        (["2tcn " + GOOD], "espdl_streaming_add_model_to_target(2tcn): the model name must be a C identifier"),
+        (
+            ["kws-model " + GOOD],
+            "espdl_streaming_add_model_to_target(kws-model): the model name must be a C identifier",
+        ),
+        (["class " + GOOD], "espdl_streaming_add_model_to_target(class): the model name 'class' is a C++ keyword"),
         (
             ["tcn TARGET app MODEL missing.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
-            "espdl_streaming_add_model(tcn): MODEL file 'missing.py' not found",
+            "espdl_streaming_add_model_to_target(tcn): MODEL file 'missing.py' not found",
         ),
         (
             ["tcn TARGET app MODEL model.py INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
-            "espdl_streaming_add_model(tcn): MODEL must be <file.py>:<factory> or <file.onnx>",
+            "espdl_streaming_add_model_to_target(tcn): MODEL must be <file.py>:<factory> or <file.onnx>",
         ),
-        (["tcn " + GOOD + " BITS 12"], "espdl_streaming_add_model(tcn): BITS must be 8 or 16, got '12'"),
+        (["tcn " + GOOD + " BITS 12"], "espdl_streaming_add_model_to_target(tcn): BITS must be 8 or 16, got '12'"),
         (
             ["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 x 24 CHUNK_FRAMES 3"],
-            "espdl_streaming_add_model(tcn): INPUT_SHAPE dimensions must be positive integers",
+            "espdl_streaming_add_model_to_target(tcn): INPUT_SHAPE dimensions must be positive integers",
         ),
         (
             ["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 0"],
-            "espdl_streaming_add_model(tcn): CHUNK_FRAMES must be a positive integer, got '0'",
+            "espdl_streaming_add_model_to_target(tcn): CHUNK_FRAMES must be a positive integer, got '0'",
         ),
         (
             ["tcn TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24"],
-            "espdl_streaming_add_model(tcn): CHUNK_FRAMES is required",
+            "espdl_streaming_add_model_to_target(tcn): CHUNK_FRAMES is required",
         ),
         (
             ["tcn " + GOOD + " PLACEMENT PARTITION"],
-            "espdl_streaming_add_model(tcn): PLACEMENT must be 'RODATA' or 'PARTITION <label>'",
+            "espdl_streaming_add_model_to_target(tcn): PLACEMENT must be 'RODATA' or 'PARTITION <label>'",
         ),
         (
             ["tcn " + GOOD + " CALIBRATION calib.txt"],
-            "espdl_streaming_add_model(tcn): CALIBRATION must be <file.npy>, <file.npz> or <file.py>:<function>",
+            "espdl_streaming_add_model_to_target(tcn): CALIBRATION must be <file.npy>, <file.npz> or "
+            "<file.py>:<function>",
         ),
         (
             ["tcn TARGET nope MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"],
-            "espdl_streaming_add_model(tcn): TARGET 'nope' is not a target",
+            "espdl_streaming_add_model_to_target(tcn): TARGET 'nope' is not a target",
         ),
-        (["tcn " + GOOD, "tcn " + GOOD], "espdl_streaming_add_model(tcn): a model named 'tcn' is already declared"),
-        (["tcn " + GOOD + " QUANT w4a8"], "espdl_streaming_add_model(tcn): QUANT must be w8a8, w8a16, w16a16 or auto"),
-        (["tcn " + GOOD + " QUANT auto"], "espdl_streaming_add_model(tcn): QUANT auto needs MIN_SNR_DB"),
+        (
+            ["tcn " + GOOD, "tcn " + GOOD],
+            "espdl_streaming_add_model_to_target(tcn): a model named 'tcn' is already declared",
+        ),
+        (
+            ["tcn " + GOOD + " QUANT w4a8"],
+            "espdl_streaming_add_model_to_target(tcn): QUANT must be w8a8, w8a16, w16a16 or auto",
+        ),
+        (["tcn " + GOOD + " QUANT auto"], "espdl_streaming_add_model_to_target(tcn): QUANT auto needs MIN_SNR_DB"),
         (
             ["tcn " + GOOD + " QUANT w8a16 BITS 8"],
-            "espdl_streaming_add_model(tcn): BITS 8 contradicts QUANT w8a16: give only QUANT",
+            "espdl_streaming_add_model_to_target(tcn): BITS 8 contradicts QUANT w8a16: give only QUANT",
         ),
-        (["tcn " + GOOD + " MIN_SNR_DB high"], "espdl_streaming_add_model(tcn): MIN_SNR_DB must be a positive number"),
+        (
+            ["tcn " + GOOD + " MIN_SNR_DB high"],
+            "espdl_streaming_add_model_to_target(tcn): MIN_SNR_DB must be a positive number",
+        ),
         (
             ["tcn " + GOOD + " EVAL eval.txt"],
-            "espdl_streaming_add_model(tcn): EVAL must be <file.npy>, <file.npz> or <file.py>:<function>",
+            "espdl_streaming_add_model_to_target(tcn): EVAL must be <file.npy>, <file.npz> or <file.py>:<function>",
+        ),
+        (
+            ["tcn " + GOOD + " CALIB_ALGORITHM entropy"],
+            "espdl_streaming_add_model_to_target(tcn): CALIB_ALGORITHM must be one of kl, minmax, percentile, mse",
+        ),
+        (
+            ["tcn " + GOOD + " CALIB_OPTIONS equalisation"],
+            "espdl_streaming_add_model_to_target(tcn): CALIB_OPTIONS: 'equalisation' is not an option: use any of "
+            "equalization, bias_correction",
+        ),
+        (
+            ["tcn " + GOOD + " CALIB_OPTIONS equalization equalization"],
+            "espdl_streaming_add_model_to_target(tcn): CALIB_OPTIONS: 'equalization' is given twice",
+        ),
+        (
+            ["tcn " + GOOD + " CALIB_OPTIONS"],
+            "espdl_streaming_add_model_to_target(tcn): CALIB_OPTIONS needs one or more of",
         ),
     ],
     ids=[
@@ -298,6 +328,10 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
         "quant-contradicts-bits",
         "min-snr-not-number",
         "eval-kind",
+        "calib-algorithm-unknown",
+        "calib-option-unknown",
+        "calib-option-twice",
+        "calib-options-empty",
     ],
 )
 def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message: str) -> None:
@@ -308,7 +342,7 @@ def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message:
         "project(bad C CXX ASM)",
         f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
         "add_executable(app main.cpp)",
-        *[f"espdl_streaming_add_model({call})" for call in calls],
+        *[f"espdl_streaming_add_model_to_target({call})" for call in calls],
     ]
     (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
     proc = run(
@@ -367,6 +401,9 @@ SHAPE = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24"
         (f"{GOOD} chip esp32s3", "chip", "CHIP"),
         (f"{GOOD} PLACEMENT RODATA PLACEMNT RODATA", "PLACEMNT", "PLACEMENT"),
         (f"{GOOD} DEPEND helper.py", "DEPEND", "DEPENDS"),
+        (f"{GOOD} CALIB_OPTION equalization", "CALIB_OPTION", "CALIB_OPTIONS"),
+        (f"{GOOD} CALIB_OPTIONS equalization CALIB_STEP 8", "CALIB_STEP", "CALIB_STEPS"),
+        (f"{GOOD} CALIB_ALGO minmax", "CALIB_ALGO", "CALIB_ALGORITHM"),
     ],
 )
 def test_mistyped_keywords_fail_configure_with_the_line(tmp_path: Path, call: str, typo: str, guess: str) -> None:
@@ -378,15 +415,15 @@ def test_mistyped_keywords_fail_configure_with_the_line(tmp_path: Path, call: st
         "project(bad C CXX ASM)",
         f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
         "add_executable(app main.cpp)",
-        f"espdl_streaming_add_model(tcn {call})",
+        f"espdl_streaming_add_model_to_target(tcn {call})",
     ]
     (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
     proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path, "-B", tmp_path / "build",
                 f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])  # fmt: skip
     assert proc.returncode != 0
     text = flat(proc.stdout)
-    assert f"espdl_streaming_add_model(tcn): unknown keyword '{typo}': did you mean {guess}?" in text, text
-    assert "CMakeLists.txt:5 (espdl_streaming_add_model)" in text, text
+    assert f"espdl_streaming_add_model_to_target(tcn): unknown keyword '{typo}': did you mean {guess}?" in text, text
+    assert "CMakeLists.txt:5 (espdl_streaming_add_model_to_target)" in text, text
 
 
 def test_cmake_and_python_share_their_limits() -> None:
@@ -401,6 +438,8 @@ def test_cmake_and_python_share_their_limits() -> None:
 
     assert values("__ESPDL_STREAMING_MIN_VERIFY_CHUNKS") == [str(d.MIN_VERIFY_CHUNKS)]
     assert values("__ESPDL_STREAMING_QUANT_SCHEMES") == list(d.QUANT_SCHEMES)
+    assert values("__ESPDL_STREAMING_CALIB_ALGORITHMS") == list(d.CALIB_ALGORITHMS)
+    assert values("__ESPDL_STREAMING_CALIB_OPTIONS") == list(d.CALIB_OPTIONS)
     assert float(values("__ESPDL_STREAMING_MAX_MIN_SNR_DB")[0]) == d.MAX_MIN_SNR_DB
     assert values("__ESPDL_STREAMING_INPUT_RANKS") == ["3", "4"]
     with pytest.raises(d.DeclarationError, match="has 2 dims"):
@@ -416,7 +455,7 @@ def test_build_time_errors_name_the_declaration_line(tmp_path: Path) -> None:
         f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
         "add_executable(app main.cpp)",
         "",
-        "espdl_streaming_add_model(",
+        "espdl_streaming_add_model_to_target(",
         f"    tcn {GOOD})",
     ]
     (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
@@ -427,3 +466,28 @@ def test_build_time_errors_name_the_declaration_line(tmp_path: Path) -> None:
     proc = run([CMAKE, "--build", build])
     assert proc.returncode != 0
     assert "CMakeLists.txt:6: error: tcn: " in proc.stdout and "the factory is broken" in proc.stdout, proc.stdout
+
+
+def test_quality_keywords_reach_the_tool(tmp_path: Path) -> None:
+    """Every quality keyword of the declaration becomes the CLI flag the tool reads (configure only)."""
+    (tmp_path / "model.py").write_text("def build():\n    raise RuntimeError('not run: configure only')\n")
+    (tmp_path / "eval.npy").write_bytes(b"")
+    (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
+    call = (f"tcn {GOOD} QUANT auto MIN_SNR_DB 32.5 STRICT EVAL eval.npy CALIB_ALGORITHM percentile "
+            "CALIB_OPTIONS bias_correction equalization")  # fmt: skip
+    lines = [
+        "cmake_minimum_required(VERSION 3.20)",
+        "project(q C CXX ASM)",
+        f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
+        "add_executable(app main.cpp)",
+        f"espdl_streaming_add_model_to_target({call})",
+    ]
+    (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
+    build = tmp_path / "build"
+    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path, "-B", build,
+                f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    command = next(ln for ln in (build / "build.ninja").read_text().splitlines() if "-m espdl_streaming build" in ln)
+    for flags in ("--quant auto", "--min-snr-db 32.5", "--strict", f"--eval {tmp_path / 'eval.npy'}",
+                  "--calib-algorithm percentile", "--calib-options bias_correction,equalization"):  # fmt: skip
+        assert flags in command, (flags, command)

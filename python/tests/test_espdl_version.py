@@ -55,3 +55,21 @@ def test_other_esp_dl_versions_fail_with_the_fix(tmp_path: Path, version: str) -
 
 def test_a_local_esp_dl_without_version_is_not_rejected(tmp_path: Path) -> None:
     assert _check(tmp_path, None) == ""
+
+
+def test_the_declared_version_is_read_for_the_model_declarations(tmp_path: Path) -> None:
+    """The ESP-IDF wrapper passes the ESP-DL version to the tool (QUANT w8a16 needs >= 3.3.11)."""
+    component = tmp_path / "esp-dl"
+    component.mkdir()
+    (component / "idf_component.yml").write_text('version: "3.3.11"\nlicense: MIT\n')
+    script = tmp_path / "v.cmake"
+    script.write_text(
+        f'include("{REPO}/cmake/espdl_version.cmake")\n'
+        f'__espdl_streaming_espdl_version("{component}" v)\n'
+        f'__espdl_streaming_espdl_version("{tmp_path / "none"}" none)\n'
+        'message(STATUS "V=[${v}] NONE=[${none}]")\n'
+    )
+    proc = subprocess.run([CMAKE, "-P", str(script)], capture_output=True, text=True, check=True)
+    assert "V=[3.3.11] NONE=[]" in proc.stdout + proc.stderr
+    text = (REPO / "project_include.cmake").read_text()
+    assert "__espdl_streaming_espdl_version(" in text and "ESPDL_VERSION ${espdl_version}" in text

@@ -68,8 +68,13 @@ NEEDED = [
     "python/espdl_streaming",
     "python/pyproject.toml",
     "python/requirements.txt",
+    "python/requirements.lock",
     "python/README.md",
+    "idf_ext.py",
+    "tools/espdl_streaming_env.py",
 ]
+# Files under DEV_ONLY directories that the component ships all the same.
+SHIPPED_FROM_DEV_DIRS = {"tools/espdl_streaming_env.py"}
 DECOYS = [
     ".venv/lib/python3.11/site-packages/decoy.py",
     "out/demo/esp32p4/tcn.espdl",
@@ -168,7 +173,7 @@ def test_the_archive_is_small_and_holds_nothing_of_the_development_checkout(pack
     for name in packed.names:
         parts = PurePosixPath(name).parts
         if (
-            parts[0] in DEV_ONLY
+            (parts[0] in DEV_ONLY and name not in SHIPPED_FROM_DEV_DIRS)
             or any(part.startswith(".") or part == "__pycache__" or part.endswith(".egg-info") for part in parts)
             or name.endswith((".pyc", ".pyo"))
             or name.startswith("python/tests/")
@@ -197,6 +202,9 @@ def test_the_archive_holds_everything_the_component_needs(packed: Packed) -> Non
         "python/espdl_streaming/templates/model.cpp.j2",
         "python/espdl_streaming/templates/model.hpp.j2",
         "examples/tcn/model.py",
+        "idf_ext.py",
+        "tools/espdl_streaming_env.py",
+        "python/requirements.lock",
     ):
         assert must in needed, f"{must} is not in the checkout"
     assert any(n.startswith("include/") for n in needed) and any(n.startswith("src/") for n in needed)

@@ -80,7 +80,7 @@ def test_verdicts_and_tables(report: dict[str, Any]) -> None:
     auto = _section(page, "auto")
     assert "/blocks/blocks.1/pointwise/Conv" in auto and "+576 B" in auto
     footprint = _section(page, "footprint")
-    for value in ("19104 B", "184 B", "11 frames", "2 frames", "6704", "0.954"):
+    for value in ("19680 B", "184 B", "11 frames", "2 frames", "6704", "0.954"):
         assert value in footprint, value
     assert footprint.count('<rect class="bar') == len(report["streaming"]["caches"])
     assert "examples/tcn/model.py:build" in _section(page, "declaration")
@@ -153,7 +153,7 @@ def test_text_version(report: dict[str, Any]) -> None:
     for name in report["quality"]["worst_layers"]:
         assert name in text
     assert "/blocks/blocks.1/Add_output_0" in text  # saturation
-    assert "19104 B" in text
+    assert "19680 B" in text
     # Plain ASCII and short lines, even with long and non-ASCII names.
     report["name"] = "mod\u00e8le_" + "x" * 150
     report["quality"]["layers"][0]["name"] = "/\u00fc" * 80
