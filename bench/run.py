@@ -90,8 +90,8 @@ def main() -> int:
     sections.append(host_engine.markdown(eng))
     qual = step("6 quantization quality", lambda: quality.run(reuse=args.quality_from))
     reused = (
-        "\n\nThis run read the reports of a separate `python bench/quality.py` run at the same commit "
-        "(`bench/run.py --quality-from`); `make bench` rebuilds them."
+        "\n\nThis section was rendered from the reports of a separate `python bench/quality.py` run "
+        "(`bench/run.py --quality-from DIR`); `make bench` rebuilds them."
         if args.quality_from is not None
         else ""
     )
