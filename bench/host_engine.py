@@ -23,6 +23,7 @@ from common import PYTHON, REPO, WORK, Stats, code, command_text, fmt_ratio, fre
 sys.path.insert(0, str(REPO / "python"))
 
 from espdl_streaming.espdl import LoopedSimulator, is_state_input, load_espdl  # noqa: E402
+from espdl_streaming.facts import rounding_for_target  # noqa: E402
 from espdl_streaming.host_engine import build_host_engine, run_int_chunks  # noqa: E402
 
 CHUNKS = 400
@@ -102,7 +103,7 @@ def run(tcn_dir: Path, tcn_cmd: str) -> list[EngineFigures]:
         ("gru", gru_out / "gru.espdl", command_text(gru_cmd)),
     ):
         target = json.loads(espdl.with_suffix(".report.json").read_text())["target"]
-        rounding = "half_even" if target in ("esp32p4", "esp32s31") else "half_up"
+        rounding = rounding_for_target(target)
         results.append(measure(name, espdl, rounding, exe, cmd))
         print(f"  host engine: {name} done", flush=True)
     return results

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import BuildCache, build_key
-from .errors import EspdlStreamingError
+from .errors import EspdlStreamingError, LockError
 from .inputs import (
     Hasher,
     dependency_list,
@@ -37,7 +37,7 @@ from .inputs import (
     project_dir_of,
     resolve_portable,
 )
-from .lock import LockError, read_entry, write_entry
+from .lock import read_entry, write_entry
 
 QUANTIZER_MODULES = ("torch", "esp_ppq", "onnx", "onnxruntime", "jinja2", "numpy")
 

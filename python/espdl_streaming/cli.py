@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .artifacts import add_build_arguments, add_lock_parser
@@ -151,7 +152,7 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print only errors and warnings")
 
 
-def _summary(report: dict, written: list[Path], out_dir: Path) -> str:
+def _summary(report: dict[str, Any], written: list[Path], out_dir: Path) -> str:
     s = report["streaming"]
     fid = report.get("fidelity") or {}
     worst = _worst_snr(fid)
@@ -207,7 +208,7 @@ def _promoted_text(promoted: list[str]) -> str:
     return "every layer" if promoted == ["every layer"] else f"{len(promoted)} layer(s)"
 
 
-def _worst_snr(fidelity: dict) -> tuple[str, float] | None:
+def _worst_snr(fidelity: dict[str, Any]) -> tuple[str, float] | None:
     """The output with the lowest SNR against the float model (name, dB), or None."""
     rated = [(o["name"], o["snr_db"]) for o in fidelity.get("outputs", []) if o.get("snr_db") is not None]
     return min(rated, key=lambda item: item[1]) if rated else None

@@ -18,18 +18,11 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from .facts import CPP_KEYWORDS, ROUNDINGS
+
 __all__ = ["render_glue", "c_identifier", "output_identifiers", "float_literal", "c_string", "espdl_digest"]
 
-_CPP_KEYWORDS = frozenset(
-    """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
-    char32_t class compl concept const consteval constexpr constinit const_cast continue co_await
-    co_return co_yield decltype default delete do double dynamic_cast else enum explicit export
-    extern false float for friend goto if inline int long mutable namespace new noexcept not not_eq
-    nullptr operator or or_eq private protected public register reinterpret_cast requires return
-    short signed sizeof static static_assert static_cast struct switch template this thread_local
-    throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t while
-    xor xor_eq""".split()
-)
+_CPP_KEYWORDS = CPP_KEYWORDS
 
 # Names the generated class declares itself (see templates/model.hpp.j2), plus names its
 # members use unqualified; an output identifier must not collide with any of them.
@@ -49,7 +42,7 @@ _CLASS_NAMES = frozenset(
 _DTYPES = {"int8": ("int8_t", -128, 127), "int16": ("int16_t", -32768, 32767)}
 # Real-valued outputs (ESP-DL's Softmax writes float32): no exponent, golden values as exact floats.
 _FLOAT_DTYPES = {"float32": "float"}
-_ROUNDING = ("half_even", "half_up")
+_ROUNDING = ROUNDINGS
 _MAX_NDIM = 4
 _FLOATS_PER_LINE = 8
 _INTS_PER_LINE = 16

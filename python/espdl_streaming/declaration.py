@@ -16,22 +16,7 @@ from pathlib import Path
 
 from .errors import DeclarationError
 from .espdl_semantics import ESPDL_W8A16_MIN, runs_w8a16
-
-#: ESP-IDF chip targets and the esp-ppq target that decides their kernels and rounding.
-CHIP_TO_PPQ_TARGET: dict[str, str] = {
-    # The chips ESP-DL supports (its idf_component.yml).  The PIE chips have esp-ppq targets
-    # of their own (and round half to even on esp32p4/esp32s31); every other chip runs
-    # ESP-DL's generic C kernels, esp-ppq's "c" target (round half up).
-    "esp32p4": "esp32p4",
-    "esp32s31": "esp32s31",
-    "esp32s3": "esp32s3",
-    "esp32": "c",
-    "esp32s2": "c",
-    "esp32c2": "c",
-    "esp32c3": "c",
-    "esp32c5": "c",
-    "esp32c6": "c",
-}
+from .facts import CHIP_TO_PPQ_TARGET, CPP_KEYWORDS
 
 MIN_VERIFY_CHUNKS = 8
 
@@ -47,16 +32,6 @@ CALIB_ALGORITHMS = ("kl", "minmax", "percentile", "mse")
 #: esp-ppq optimisation passes exposed because they measurably help some zoo models at w8a8 and hurt none by
 #: 1 dB or more (bench/calib_options.py): cross-layer equalization and bias correction.
 CALIB_OPTIONS = ("equalization", "bias_correction")
-
-_CPP_KEYWORDS = frozenset(
-    """alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
-    char32_t class compl concept const consteval constexpr constinit const_cast continue co_await
-    co_return co_yield decltype default delete do double dynamic_cast else enum explicit export extern
-    false float for friend goto if inline int long mutable namespace new noexcept not not_eq nullptr
-    operator or or_eq private protected public register reinterpret_cast requires return short signed
-    sizeof static static_assert static_cast struct switch template this thread_local throw true try
-    typedef typeid typename union unsigned using virtual void volatile wchar_t while xor xor_eq""".split()
-)
 
 
 @dataclass(frozen=True)
@@ -161,7 +136,7 @@ def _fail(name: str, what: str) -> DeclarationError:
 
 
 def validate_name(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or "") or name in _CPP_KEYWORDS or keyword.iskeyword(name):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or "") or name in CPP_KEYWORDS or keyword.iskeyword(name):
         raise DeclarationError(
             f"{name or '<empty>'}: --name '{name}' is not a usable C/C++ identifier "
             "(it names the generated class and files): use letters, digits and '_', not starting with a digit, "

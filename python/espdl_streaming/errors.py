@@ -47,3 +47,27 @@ class VerificationError(EspdlStreamingError):
 class QualityGateError(EspdlStreamingError):
     """The quantized model is further from the float model than MIN_SNR_DB allows, or (STRICT)
     evaluation data saturates a quantized tensor."""
+
+
+class HostEngineError(EspdlStreamingError):
+    """The host engine rejected a model or its input, or could not be built."""
+
+
+class HostEngineUnavailableError(HostEngineError):
+    """A tool needed to build the host engine (CMake, Ninja, a C++ compiler) or its sources are missing."""
+
+
+class RunError(EspdlStreamingError):
+    """A problem with the arguments or files of ``run`` (frames, target, output path)."""
+
+
+class LockError(EspdlStreamingError):
+    """The lock does not hold for the current inputs (or is missing or damaged): exit 2."""
+
+
+class FrontendConfigError(DeclarationError, ValueError):
+    """A speech front-end setting is invalid or is one ESP-DL would silently mis-handle."""
+
+
+class ReportInputError(Exception):
+    """The report file cannot be used (missing, not JSON, not a report); message is for the user."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -187,7 +187,7 @@ def without_output_shapes(onnx_bytes: bytes) -> bytes:
     for out in proto.graph.output:
         out.type.tensor_type.ClearField("shape")
     del proto.graph.value_info[:]
-    return proto.SerializeToString()
+    return cast("bytes", proto.SerializeToString())
 
 
 @dataclass

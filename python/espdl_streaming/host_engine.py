@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EspdlStreamingError
+from .errors import HostEngineError, HostEngineUnavailableError
 
 __all__ = [
     "HostEngineError",
@@ -46,14 +46,6 @@ _TIMEOUT = 600
 _INT_DTYPES = ("int8", "int16")
 # Outputs may also hold real values: ESP-DL's Softmax writes float32 (raw little-endian floats in OUT.bin).
 _OUTPUT_DTYPES = (*_INT_DTYPES, "float32")
-
-
-class HostEngineError(EspdlStreamingError):
-    """The host engine rejected a model or its input, or could not be built."""
-
-
-class HostEngineUnavailableError(HostEngineError):
-    """A tool needed to build the host engine (CMake, Ninja, a C++ compiler) or its sources are missing."""
 
 
 # --------------------------------------------------------------------------- build

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_atomically
-from .errors import EspdlStreamingError
+from .errors import LockError
 from .inputs import (
     Hasher,
     changed_dependencies,
@@ -43,10 +43,6 @@ from .inputs import (
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-
-
-class LockError(EspdlStreamingError):
-    """The lock does not hold for the current inputs (or is missing or damaged): exit 2."""
 
 
 @dataclass

@@ -18,14 +18,14 @@ import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import __version__
 from .declaration import Declaration
 from .errors import DeclarationError, ModelLoadError, QuantizeError, StreamingConversionError
-from .espdl.reader import GATHER_FROM_END_PREFIX, OUTPUT_TIME_AXIS_PREFIX, read_espdl
-from .espdl.simulate import rounding_for_target
+from .espdl.reader import read_espdl
 from .espdl.state import is_state_input
+from .facts import GATHER_FROM_END_PREFIX, OUTPUT_TIME_AXIS_PREFIX, rounding_for_target
 from .quality import LAYER_EVAL_SAMPLES, Evaluation, LayerQuality, measure_layers, split_evaluation
 from .recurrent_state import StateSpec, expose_recurrent_state, initial_state_metadata
 from .streaming_table import StreamingPlan, apply_plan, plan_streaming
@@ -151,7 +151,7 @@ def _stream_input_name(path: Path) -> str:
 
     graph = onnx.load(str(path)).graph
     init = {i.name for i in graph.initializer}
-    return next(i.name for i in graph.input if i.name not in init and not is_state_input(i.name))
+    return cast("str", next(i.name for i in graph.input if i.name not in init and not is_state_input(i.name)))
 
 
 def _metadata(decl: Declaration, plan: StreamingPlan | None, esp_ppq_version: str) -> dict[str, str]:

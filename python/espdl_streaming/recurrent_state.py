@@ -30,16 +30,18 @@ import numpy as np
 
 from .errors import StreamingConversionError
 from .espdl.reader import EspdlModel
-from .espdl.simulate import Rounding, quantize
-from .espdl.state import (
+from .espdl.simulate import quantize
+from .espdl.state import encode_initial_state
+from .facts import (
     META_STATE_INITIAL,
     META_STATE_OUTPUT,
+    RECURRENT_STATE_SLOTS,
     STATE_INPUT_PREFIX,
     STATE_OUTPUT_PREFIX,
-    encode_initial_state,
+    Rounding,
 )
 
-_STATE_SLOTS = {"GRU": ((5, 1, "hidden"),), "LSTM": ((5, 1, "hidden"), (6, 2, "cell"))}
+_STATE_SLOTS = RECURRENT_STATE_SLOTS
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ReportInputError
+
 EXIT_USER_ERROR = 2
 TEXT_WIDTH = 100
 EXACT_DB = 200.0  # the report's SNR for exactly equal values
@@ -920,10 +922,6 @@ def render_text(report: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Command line: python -m espdl_streaming report NAME.report.json [--html OUT.html] [--quiet]
-
-
-class ReportInputError(Exception):
-    """The report file cannot be used (missing, not JSON, not a report); message is for the user."""
 
 
 class _ArgError(Exception):

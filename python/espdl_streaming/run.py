@@ -24,12 +24,11 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from .declaration import CHIP_TO_PPQ_TARGET
-from .errors import EspdlFormatError, EspdlStreamingError
+from .errors import EspdlFormatError, RunError
 from .espdl import (
     EspdlModel,
     LoopedSimulator,
@@ -45,13 +44,10 @@ from .espdl import (
     rounding_for_target,
     state_pairs,
 )
+from .facts import CHIP_TO_PPQ_TARGET
 
 IntChunk = dict[str, np.ndarray]
 IntEngine = Callable[[list[IntChunk]], list[IntChunk]]
-
-
-class RunError(EspdlStreamingError):
-    """A problem with the arguments or files of ``run`` (frames, target, output path)."""
 
 
 # --------------------------------------------------------------------------- what the model streams
@@ -226,7 +222,7 @@ def _real(info: ValueInfo, raw: np.ndarray) -> np.ndarray:
     if info.dtype == "float32":
         if raw.dtype != np.float32:
             raise RuntimeError(f"the engine returned {raw.dtype} for the float32 output '{info.name}'")
-        return raw.copy()
+        return cast("np.ndarray", raw.copy())
     assert info.exponent is not None
     return dequantize(raw, info.exponent).astype(np.float32)
 

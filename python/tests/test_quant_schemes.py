@@ -28,9 +28,9 @@ from conftest_host import assert_engine_matches_simulator
 import espdl_streaming  # noqa: F401  (import before esp_ppq)
 from espdl_streaming.build import verify_quantized
 from espdl_streaming.declaration import make_declaration
-from espdl_streaming.errors import UnsupportedOpError
+from espdl_streaming.errors import HostEngineError, UnsupportedOpError
 from espdl_streaming.espdl import Simulator, load_espdl, rounding_for_target
-from espdl_streaming.host_engine import HostEngineError, run_int_chunks
+from espdl_streaming.host_engine import run_int_chunks
 
 CHIPS = ["esp32p4", "esp32s3", "esp32c3"]
 _DTYPE_CODES = {"float32": 1, "int8": 3, "int16": 5, "int32": 6, "int64": 7}

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from .config import FEATURE_KINDS, WINDOW_TYPES, FeatureKind, FrontendConfig, FrontendConfigError
+from ..errors import FrontendConfigError
+from .config import FEATURE_KINDS, WINDOW_TYPES, FeatureKind, FrontendConfig
 from .frontend import FrameProcessor, StreamingFrontend, compute_features, mel_filterbank, window_function
 
 __all__ = [

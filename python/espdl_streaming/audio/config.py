@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import DeclarationError
+from ..errors import FrontendConfigError
 
 FeatureKind = Literal["fbank", "mfcc", "spectrogram"]
 FEATURE_KINDS: tuple[str, ...] = ("fbank", "mfcc", "spectrogram")
@@ -24,10 +24,6 @@ WINDOW_TYPES: tuple[str, ...] = ("hanning", "hann", "sine", "hamming", "povey", 
 
 # torch.finfo(torch.float32).eps, ESP-DL's default log_epsilon (= Kaldi's floor, FLT_EPSILON).
 FLT_EPSILON = 1.1920928955078125e-07
-
-
-class FrontendConfigError(DeclarationError, ValueError):
-    """A speech front-end setting is invalid or is one ESP-DL would silently mis-handle."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,7 @@ def _seq_sum(values: FloatArray, axis: int = -1) -> FloatArray:
     if values.shape[axis] == 0:
         return np.zeros(np.delete(values.shape, axis), dtype=F32)
     acc: FloatArray = np.add.accumulate(values, axis=axis, dtype=F32)
-    return np.take(acc, -1, axis=axis)
+    return cast("np.ndarray", np.take(acc, -1, axis=axis))
 
 
 # ---- tables (built once per configuration, as ESP-DL's constructors do) ----
@@ -164,7 +165,7 @@ class FrameProcessor:
             self.lifter = lifter_coefficients(c.cepstral_lifter, c.num_ceps) if c.cepstral_lifter != 0 else None
 
     def _log_energy(self, x: FloatArray) -> np.float32:
-        return F32(_libm_f32(np.log, np.maximum(_seq_sum(x * x), self.eps)))
+        return cast("np.float32", F32(_libm_f32(np.log, np.maximum(_seq_sum(x * x), self.eps))))
 
     def _log(self, x: FloatArray, mode: int) -> FloatArray:
         if mode == 1:
@@ -222,7 +223,8 @@ class FrameProcessor:
 def _as_float_samples(samples: npt.ArrayLike) -> FloatArray:
     a = np.asarray(samples)
     if a.dtype == np.int16:
-        return (a.astype(F32) / F32(32768.0)).astype(F32)  # process_frame(const int16_t *): input[i] / 32768.0f
+        # process_frame(const int16_t *): input[i] / 32768.0f
+        return cast("np.ndarray", (a.astype(F32) / F32(32768.0)).astype(F32))
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"PCM must be float (in [-1, 1)) or int16, got {a.dtype}")
     return a.astype(F32)

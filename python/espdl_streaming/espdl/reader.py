@@ -18,11 +18,12 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from ..errors import EspdlFormatError
+from ..facts import OUTPUT_TIME_AXIS_PREFIX
 
 __all__ = [
     "DTYPE_CODES",
@@ -94,14 +95,6 @@ class Node:
     inputs: list[str]
     outputs: list[str]
     attributes: dict[str, Any]
-
-
-# Metadata key prefix the build writes per per-frame output: its exported time axis.
-OUTPUT_TIME_AXIS_PREFIX = "espdl_streaming.time_axis."
-# Metadata key prefix (+ node name) of a Gather the user indexed from the end (x[..., -1]): its indices
-# as written (comma-separated). The offline file holds them counted from the start for its declared
-# length, since ESP-DL does not wrap negative indices; a run on another length counts from its end.
-GATHER_FROM_END_PREFIX = "espdl_streaming.gather_from_end."
 
 
 @dataclass
@@ -190,7 +183,7 @@ class _Table:
         return self.buf.unpack("<" + fmt, pos, f"{self.kind} field {slot}") if pos else default
 
     def _indirect(self, pos: int, what: str) -> int:
-        return pos + self.buf.unpack("<I", pos, what)
+        return cast("int", pos + self.buf.unpack("<I", pos, what))
 
     def table(self, slot: int, kind: str) -> _Table | None:
         pos = self._field(slot)

@@ -28,11 +28,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
-Rounding = Literal["half_even", "half_up"]
+from ..facts import Rounding
 
 SIGMOID_RANGE = 6.3  # ESP-DL's SigmoidLUT bounds
 TANH_RANGE = 3.5  # ESP-DL's TanhLUT bounds
@@ -52,17 +52,17 @@ def _expf() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
 
 def _scale(exponent: int) -> np.float32:
     """ESP-DL's DL_SCALE(exponent) as float32 (2**exponent)."""
-    return _f32(1 << exponent) if exponent > 0 else _f32(1.0) / _f32(1 << -exponent)
+    return cast("np.float32", _f32(1 << exponent) if exponent > 0 else _f32(1.0) / _f32(1 << -exponent))
 
 
 def _rescale(exponent: int) -> np.float32:
     """ESP-DL's DL_RESCALE(exponent) as float32 (2**-exponent)."""
-    return _f32(1.0) / _f32(1 << exponent) if exponent > 0 else _f32(1 << -exponent)
+    return cast("np.float32", _f32(1.0) / _f32(1 << exponent) if exponent > 0 else _f32(1 << -exponent))
 
 
 def _sigmoid_f32(x: np.float32) -> np.float32:
     # dl::math::sigmoid: 1.0 / (1.0 + expf(-x)) in double, returned as float.
-    return _f32(1.0 / (1.0 + float(_expf()(float(-x)))))
+    return cast("np.float32", _f32(1.0 / (1.0 + float(_expf()(float(-x))))))
 
 
 class GateTable:
@@ -95,8 +95,8 @@ class GateTable:
         values = self.table[clipped]
         negative = index < 0
         if self.kind == "sigmoid":
-            return np.where(negative, _f32(1) - values, values).astype(np.float32)
-        return np.where(negative, -values, values).astype(np.float32)
+            return cast("np.ndarray", np.where(negative, _f32(1) - values, values).astype(np.float32))
+        return cast("np.ndarray", np.where(negative, -values, values).astype(np.float32))
 
 
 @lru_cache(maxsize=64)
@@ -112,13 +112,13 @@ def round_f32(x: np.ndarray, rounding: Rounding) -> np.ndarray:
     floorf, which can round it up to the next integer."""
     x = np.asarray(x, dtype=np.float32)
     if rounding == "half_even":
-        return np.rint(x).astype(np.int64)
+        return cast("np.ndarray", np.rint(x).astype(np.int64))
     return np.floor((x.astype(np.float64) + 0.5).astype(np.float32)).astype(np.int64)
 
 
 def _saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     info = np.iinfo(dtype)
-    return np.clip(values, info.min, info.max).astype(dtype)
+    return cast("np.ndarray", np.clip(values, info.min, info.max).astype(dtype))
 
 
 def _wrap16(values: np.ndarray) -> np.ndarray:

@@ -22,20 +22,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, cast
 
 import numpy as np
 
 from ..errors import EspdlFormatError, UnsupportedOpError
+from ..facts import GATHER_FROM_END_PREFIX, Rounding, rounding_for_target
 from . import recurrent
-from .reader import GATHER_FROM_END_PREFIX, EspdlModel, Node, Tensor
+from .reader import EspdlModel, Node, Tensor
 from .state import is_state_input
 
 __all__ = ["Rounding", "Simulator", "dequantize", "quantize", "rounding_for_target"]
 
-Rounding = Literal["half_even", "half_up"]
 
-_HALF_EVEN_TARGETS = frozenset({"esp32p4", "esp32s31"})
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
     "int16": (-32768, 32767),
@@ -46,17 +45,12 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 _FLOAT_DTYPES = frozenset({"float32", "float64", "float16"})
 
 
-def rounding_for_target(target: str) -> Rounding:
-    """ESP32-P4 and ESP32-S31 round half to even; every other chip rounds half up."""
-    return "half_even" if target.lower() in _HALF_EVEN_TARGETS else "half_up"
-
-
 def _round(scaled: np.ndarray, rounding: Rounding) -> np.ndarray:
     if rounding == "half_even":
-        return np.rint(scaled)
+        return cast("np.ndarray", np.rint(scaled))
     # floor(x + 0.5) without the float64 error of the addition itself.
     low = np.floor(scaled)
-    return low + (scaled - low >= 0.5)
+    return cast("np.ndarray", low + (scaled - low >= 0.5))
 
 
 def quantize(x: np.ndarray, exponent: int, dtype: str, rounding: Rounding) -> np.ndarray:
@@ -67,7 +61,7 @@ def quantize(x: np.ndarray, exponent: int, dtype: str, rounding: Rounding) -> np
     scaled = np.ldexp(np.asarray(x, dtype=np.float64), -int(exponent))
     with np.errstate(invalid="ignore"):
         q = _round(np.nan_to_num(scaled, nan=0.0, posinf=np.inf, neginf=-np.inf), rounding)
-    return np.clip(q, low, high).astype(dtype)
+    return cast("np.ndarray", np.clip(q, low, high).astype(dtype))
 
 
 def dequantize(q: np.ndarray, exponent: int | np.ndarray) -> np.ndarray:
@@ -336,7 +330,7 @@ def _clip(run: _NodeRun, x: np.ndarray) -> np.ndarray:
         low = float(run.attr("min"))
     if "max" in run.node.attributes:
         high = float(run.attr("max"))
-    return np.minimum(np.maximum(x, low), high)
+    return cast("np.ndarray", np.minimum(np.maximum(x, low), high))
 
 
 _UNARY_MATH: dict[str, Callable[[_NodeRun, np.ndarray], np.ndarray]] = {
@@ -660,9 +654,9 @@ def _insert_zeros(run: _NodeRun) -> list[_Value]:
         shape.append((n - 1) * strides[i] + 1 + padding[i] if n else 0)
     shape.append(data.shape[-1])
     out = np.zeros(shape, dtype=data.dtype)
-    out[(slice(None), *(slice(None, (data.shape[1 + i] - 1) * strides[i] + 1, strides[i]) for i in range(spatial)))] = (
-        data
-    )
+    # (a tuple, not out[a, *b]: that subscript needs Python 3.11, and the package supports 3.10)
+    index = (slice(None), *(slice(None, (data.shape[1 + i] - 1) * strides[i] + 1, strides[i]) for i in range(spatial)))
+    out[index] = data
     return [run.passthrough(value, out)]
 
 
@@ -693,7 +687,7 @@ def _exp_f32(x: np.ndarray) -> np.ndarray:
 
 def _scale_f32(exponent: int) -> np.float32:
     """ESP-DL's DL_SCALE(exponent) as a float: 2**exponent."""
-    return _F32(math.ldexp(1.0, int(exponent)))
+    return cast("np.float32", _F32(math.ldexp(1.0, int(exponent))))
 
 
 def _round_f32(value: np.ndarray, rounding: Rounding) -> np.ndarray:
@@ -708,7 +702,7 @@ def _round_f32(value: np.ndarray, rounding: Rounding) -> np.ndarray:
 
 def _truncate(values: np.ndarray, dtype: str) -> np.ndarray:
     low, high = _INT_RANGES[dtype]
-    return np.clip(np.nan_to_num(values, nan=float(high)), low, high).astype(dtype)
+    return cast("np.ndarray", np.clip(np.nan_to_num(values, nan=float(high)), low, high).astype(dtype))
 
 
 def _gather(run: _NodeRun) -> list[_Value]:
@@ -791,13 +785,13 @@ def _sqrt_newton(x: float | np.floating[Any]) -> np.float32:
     differ by at most 1e-5."""
     x32 = _F32(x)
     if x32 == 0:
-        return _F32(0.0)
+        return cast("np.float32", _F32(0.0))
     result = x32
     for _ in range(100000):
         last = result
         result = _F32(_F32(last + _F32(x32 / last)) * _F32(0.5))
         if not abs(_F32(result - last)) > _F32(1e-5):
-            return result
+            return cast("np.float32", result)
     raise ArithmeticError(f"ESP-DL's sqrt_newton does not converge for {float(x32)!r}")
 
 
@@ -976,14 +970,14 @@ _KERNELS: dict[str, _Kernel] = {
 def _node_macs(node: Node, args: list[_Value | None], results: list[_Value]) -> int:
     if node.op_type in ("GRU", "LSTM") and results and len(args) > 2 and args[1] is not None and args[2] is not None:
         steps = results[0].data.shape[0]
-        return steps * (int(args[1].data.size) + int(args[2].data.size))
+        return cast("int", steps * (int(args[1].data.size) + int(args[2].data.size)))
     if node.op_type not in ("Conv", "Gemm", "MatMul") or not results or len(args) < 2:
         return 0
     out, weight = results[0].data, args[1]
     if weight is None:
         return 0
     if node.op_type != "Conv":
-        return out.size * weight.data.shape[-2]
+        return cast("int", out.size * weight.data.shape[-2])
     kernel = int(np.prod(weight.data.shape[:-2], dtype=np.int64))
     per_group = 1 if node.attributes.get("group", 1) != 1 else weight.data.shape[-2]
     return out.size * kernel * per_group

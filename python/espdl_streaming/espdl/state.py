@@ -19,20 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import EspdlFormatError
+from ..facts import META_STATE_INITIAL, META_STATE_OUTPUT, STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX, Rounding
 from .reader import EspdlModel, ValueInfo
 
-if TYPE_CHECKING:
-    from .simulate import Rounding
-
-STATE_INPUT_PREFIX = "state_in_"
-STATE_OUTPUT_PREFIX = "state_out_"
-META_STATE_INITIAL = "espdl_streaming.state_initial."
-META_STATE_OUTPUT = "espdl_streaming.state_output."
 _STATE_IN = re.compile(re.escape(STATE_INPUT_PREFIX) + "(.+)")
 _STATE_OUT = re.compile(re.escape(STATE_OUTPUT_PREFIX) + "(.+)")
 
