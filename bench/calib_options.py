@@ -138,45 +138,20 @@ SLOW_OPTIONS: list[Option] = [
 ]
 
 
-@dataclass
-class LogCapture:
-    errors: list[str]
-    warnings: list[str]
-
-
 @contextlib.contextmanager
-def capture_esp_ppq() -> Iterator[LogCapture]:
-    """Record esp-ppq's NaiveLogger errors and warnings; silence its (and tqdm's) console output."""
-    from esp_ppq.log.logger import NaiveLogger
+def capture_esp_ppq() -> Iterator[Any]:
+    """esp-ppq's NaiveLogger errors and warnings, recorded by the tool's own capture (which also silences the
+    console); lines esp-ppq prints with "error" in them (ppq_warning prints) count too."""
+    from espdl_streaming.quantize import _capture_esp_ppq_log
 
-    capture = LogCapture([], [])
-    saved = {name: getattr(NaiveLogger, name) for name in ("debug", "info", "warning", "error")}
-
-    def recorder(level: str) -> Callable[[Any, str], None]:
-        def record(self: Any, msg: str) -> None:
-            if level == "error":
-                capture.errors.append(str(msg))
-            elif level == "warning":
-                capture.warnings.append(str(msg))
-
-        return record
-
-    for name in saved:
-        setattr(NaiveLogger, name, recorder(name))
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            yield capture
-    finally:
-        for name, method in saved.items():
-            setattr(NaiveLogger, name, method)
-        for line in out.getvalue().splitlines():  # ppq_warning prints; some passes print "error"
-            low = line.lower()
-            if "error" in low and "noise-signal" not in low and "[block loss]" not in low:
-                if "warning" in low:
-                    capture.warnings.append(line.strip())
-                else:
-                    capture.errors.append(line.strip())
+    with _capture_esp_ppq_log() as capture:
+        yield capture
+    logged = {line for line in capture.errors + capture.warnings}
+    for line in capture.lines:
+        low = line.lower()
+        if line in logged or "error" not in low or "noise-signal" in low or "[block loss]" in low:
+            continue
+        (capture.warnings if "warning" in low else capture.errors).append(line.strip())
 
 
 def _load_factory(entry: Any) -> Callable[[], Any]:
