@@ -25,6 +25,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest python/tests -q -p no:cacheprovider
 
+# The fast tier (seconds, no torch/esp-ppq): every test not marked `slow` (python/tests/conftest.py), with
+# the committed .espdl fixtures of python/tests/data/fixtures/ (rebuilt by `make test-fixtures`).
+.PHONY: test-fast test-fixtures
+test-fast: $(STAMP)
+	$(PY) -m pytest python/tests -q -p no:cacheprovider -m "not slow"
+
+test-fixtures: $(STAMP)
+	$(PY) tools/make_test_fixtures.py
+
 # The whole model zoo matrix: every architecture on esp32p4, esp32s3 and esp32c3 at 8 and 16 bits
 # (`make test` builds each architecture once per width, on chip families taken in turn).
 zoo: $(STAMP)
@@ -47,9 +56,15 @@ FUZZ_SEED ?= 0
 fuzz: $(STAMP)
 	$(PY) python/tests/fuzz/runner.py --count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --repro-dir build/fuzz/repro
 
+# The C++ sources clang-format checks (.clang-format): every .cpp/.hpp/.h under CXX_DIRS but build outputs.
+CXX_DIRS := include src host tests/host tests/cmake_project test_apps bench examples
+CXX_FILES = $(shell find $(CXX_DIRS) \( -name build -o -name 'build_*' -o -name managed_components -o -name '.*' \) \
+	-prune -o -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' \) -print | LC_ALL=C sort)
+
 lint: $(STAMP)
 	cd python && ../$(VENV)/bin/ruff check espdl_streaming tests && ../$(VENV)/bin/ruff format --check espdl_streaming tests \
 	  && ../$(VENV)/bin/mypy espdl_streaming
+	$(VENV)/bin/clang-format --dry-run -Werror $(CXX_FILES)
 
 clean:
 	rm -rf $(DEMO_OUT) build

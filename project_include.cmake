@@ -162,7 +162,7 @@ function(__espdl_streaming_idf_partition name owner)
         return()  # the check above fails the build with the line to add
     endif()
     if(idf_target STREQUAL "linux" AND TARGET idf::esp_partition)
-        # The generated class maps the partition of the emulated flash for the host engine.
+        # The runtime's load_model() maps the partition of the emulated flash for the host engine.
         target_link_libraries(${owner} PRIVATE idf::esp_partition)
     endif()
     if(COMMAND esp_partition_register_target)

@@ -6,7 +6,7 @@
 // CHUNKS chunks each. Heap allocations are counted with -Wl,--wrap=malloc,calloc,realloc and
 // replaced operator new.
 //
-// Built by bench/glue.py against include/, src/{quantize,stream_runner,self_test,no_backend}.cpp
+// Built by bench/glue.py against include/, src/{quantize,stream_runner,self_test,model_loader,no_backend}.cpp
 // and the tcn.cpp of a CLI build. Prints key=value lines.
 #include <chrono>
 #include <cstddef>
@@ -53,17 +53,44 @@ static void *counted_new(size_t n)
 {
     ++g_allocs;
     void *p = __real_malloc(n ? n : 1);
-    if (p == nullptr) std::abort();
+    if (p == nullptr)
+        std::abort();
     return p;
 }
-void *operator new(size_t n) { return counted_new(n); }
-void *operator new[](size_t n) { return counted_new(n); }
-void *operator new(size_t n, const std::nothrow_t &) noexcept { ++g_allocs; return __real_malloc(n ? n : 1); }
-void *operator new[](size_t n, const std::nothrow_t &) noexcept { ++g_allocs; return __real_malloc(n ? n : 1); }
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, size_t) noexcept { std::free(p); }
-void operator delete[](void *p, size_t) noexcept { std::free(p); }
+void *operator new(size_t n)
+{
+    return counted_new(n);
+}
+void *operator new[](size_t n)
+{
+    return counted_new(n);
+}
+void *operator new(size_t n, const std::nothrow_t &) noexcept
+{
+    ++g_allocs;
+    return __real_malloc(n ? n : 1);
+}
+void *operator new[](size_t n, const std::nothrow_t &) noexcept
+{
+    ++g_allocs;
+    return __real_malloc(n ? n : 1);
+}
+void operator delete(void *p) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p) noexcept
+{
+    std::free(p);
+}
+void operator delete(void *p, size_t) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p, size_t) noexcept
+{
+    std::free(p);
+}
 
 // ---------------------------------------------------------------- the model double
 
@@ -94,7 +121,8 @@ public:
 private:
     static tensor_ref ref(const tensor_spec &s, void *data)
     {
-        return tensor_ref{data, s.type, s.exponent, s.elements, s.ndim, {s.shape[0], s.shape[1], s.shape[2], s.shape[3]}};
+        return tensor_ref{data,       s.type, s.exponent,
+                          s.elements, s.ndim, {s.shape[0], s.shape[1], s.shape[2], s.shape[3]}};
     }
 };
 
@@ -116,9 +144,9 @@ esp_err_t on_chunk(const chunk_result &r, void *user)
 
 double now_ns()
 {
-    return double(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count());
+    return double(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
 }
 
 uint32_t output_bytes()
@@ -137,7 +165,8 @@ double time_ours(model_t &model)
     float acc = 0;
     const double t0 = now_ns();
     for (uint32_t p = 0; p < PUSHES; ++p) {
-        if (model.push(g_frames, CHUNKS_PER_PUSH * model_t::chunk_frames, on_chunk, &acc) != ESP_OK) std::abort();
+        if (model.push(g_frames, CHUNKS_PER_PUSH * model_t::chunk_frames, on_chunk, &acc) != ESP_OK)
+            std::abort();
     }
     const double t1 = now_ns();
     g_sink_f = g_sink_f + acc;
@@ -242,11 +271,14 @@ int main()
                 model_t::feature_dim, unsigned(IN_FLOATS * sizeof(float)), out_bytes);
     std::printf("reps=%u\nchunks_per_rep=%u\n", REPS, CHUNKS);
     std::printf("ours_ns_per_chunk=");
-    for (uint32_t r = 0; r < REPS; ++r) std::printf("%s%.3f", r ? "," : "", ours[r]);
+    for (uint32_t r = 0; r < REPS; ++r)
+        std::printf("%s%.3f", r ? "," : "", ours[r]);
     std::printf("\ncopy_ns_per_chunk=");
-    for (uint32_t r = 0; r < REPS; ++r) std::printf("%s%.3f", r ? "," : "", copy[r]);
+    for (uint32_t r = 0; r < REPS; ++r)
+        std::printf("%s%.3f", r ? "," : "", copy[r]);
     std::printf("\nconvert_ns_per_chunk=");
-    for (uint32_t r = 0; r < REPS; ++r) std::printf("%s%.3f", r ? "," : "", convert[r]);
+    for (uint32_t r = 0; r < REPS; ++r)
+        std::printf("%s%.3f", r ? "," : "", convert[r]);
     std::printf("\nallocs_after_init=%lu\nchunks_after_init=%u\n", allocs, chunks);
     return 0;
 }

@@ -1,7 +1,7 @@
 """Figure 5: the C++ host engine against the Python simulator, per chunk, on the same .espdl files.
 
 For each model (the example TCN from figure 3 and the GRU example), the same random integer chunks
-go through (a) `espdl_run` (host/, built -O2 without sanitizers) and (b) espdl.simulate.Simulator
+go through (a) `espdl_run` (host/, built -O2 without sanitizers) and (b) espdl.simulator.LoopedSimulator
 driven chunk by chunk as `python -m espdl_streaming run --engine python` does. Both must give the
 same integers (checked here too). The engine's time per chunk is the difference between a run of
 CHUNKS chunks and a run of 0 chunks of the same process (start-up and model load cancel); the

@@ -905,28 +905,9 @@ function(espdl_streaming_add_model_to_target name)
                                 ${forward} ${arg_UNPARSED_ARGUMENTS})
 endfunction()
 
-# Runtime sources per backend: "espdl" (chips: dl::Model) or "host" (the host engine in src/host/:
-# ESP-IDF's linux target and host builds). src/no_backend.cpp is in neither: it is for runtime
-# tests that inject their own model_interface.
-function(espdl_streaming_runtime_sources out backend)
-    __espdl_streaming_component_dir(dir)
-    # Listed at configure time (no CONFIGURE_DEPENDS glob, re-run on every build); the directories
-    # are configure dependencies: a file added, removed or renamed there re-runs the configure.
-    file(GLOB sources "${dir}/src/*.cpp" "${dir}/src/*.c")
-    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${dir}/src")
-    if(backend STREQUAL "espdl")
-        list(FILTER sources EXCLUDE REGEX "/no_backend\\.cpp$")
-    elseif(backend STREQUAL "host")
-        list(FILTER sources EXCLUDE REGEX "/(espdl_model|no_backend)\\.cpp$")
-        file(GLOB host_sources "${dir}/src/host/*.cpp")
-        set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${dir}/src/host")
-        list(APPEND sources ${host_sources})
-    else()
-        message(FATAL_ERROR "espdl_streaming_runtime_sources: backend must be espdl or host")
-    endif()
-    list(SORT sources)
-    set(${out} "${sources}" PARENT_SCOPE)
-endfunction()
+# espdl_streaming_runtime_sources(<out> <backend>): the runtime's sources per backend, defined once for
+# this core and the ESP-IDF component (../CMakeLists.txt).
+include("${CMAKE_CURRENT_LIST_DIR}/espdl_streaming_sources.cmake")
 
 function(espdl_streaming_add_host_runtime target)
     espdl_streaming_runtime_sources(sources host)

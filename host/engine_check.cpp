@@ -31,7 +31,7 @@ void fill_inputs(host::host_model &m, uint32_t chunk)
     uint32_t x = 2463534242u + chunk * 7919u;
     for (uint32_t i = 0; i < m.input_count(); ++i) {
         tensor_ref ref = {};
-        m.input(i, &ref);
+        TOOL_MUST(m.input(i, &ref));
         uint8_t *bytes = static_cast<uint8_t *>(ref.data);
         const size_t n = ref.elements * dtype_size(ref.type);
         for (size_t k = 0; k < n; ++k) {
@@ -48,7 +48,7 @@ uint8_t *save_outputs(host::host_model &m, uint8_t *out)
 {
     for (uint32_t o = 0; o < m.output_count(); ++o) {
         tensor_ref ref = {};
-        m.output(o, &ref);
+        TOOL_MUST(m.output(o, &ref));
         const size_t n = ref.elements * dtype_size(ref.type);
         std::memcpy(out, ref.data, n);
         out += n;
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
     size_t per_chunk = 0;
     for (uint32_t o = 0; o < model->output_count(); ++o) {
         tensor_ref ref = {};
-        model->output(o, &ref);
+        TOOL_MUST(model->output(o, &ref));
         per_chunk += ref.elements * dtype_size(ref.type);
     }
     std::vector<uint8_t> first(per_chunk * chunks);
@@ -105,27 +105,27 @@ int main(int argc, char **argv)
     uint8_t *at = first.data();
     for (uint32_t c = 0; c < chunks; ++c) {
         fill_inputs(*model, c);
-        model->run();
+        TOOL_MUST(model->run());
         at = save_outputs(*model, at);
     }
-    model->reset();
+    TOOL_MUST(model->reset());
     at = again.data();
     for (uint32_t c = 0; c < chunks; ++c) {
         fill_inputs(*model, c);
-        model->run();
+        TOOL_MUST(model->run());
         at = save_outputs(*model, at);
     }
-    model->reset();
+    TOOL_MUST(model->reset());
     fill_inputs(*model, 1);
-    model->run();
+    TOOL_MUST(model->run());
     save_outputs(*model, fresh.data());
     const size_t allocations = alloc_counter::count() - before;
 
     const bool restores = first == again;
     const bool state_matters = std::memcmp(fresh.data(), first.data() + per_chunk, per_chunk) != 0;
     std::printf("{\"allocations\": %lu, \"reset_restores\": %s, \"state_matters\": %s, \"chunks\": %lu}\n",
-                static_cast<unsigned long>(allocations), restores ? "true" : "false",
-                state_matters ? "true" : "false", static_cast<unsigned long>(chunks));
+                static_cast<unsigned long>(allocations), restores ? "true" : "false", state_matters ? "true" : "false",
+                static_cast<unsigned long>(chunks));
     close_model(model);
     return allocations == 0 && restores ? 0 : 1;
 }

@@ -51,10 +51,12 @@ void mutate(std::vector<uint8_t> &d, rng &r)
         d.push_back(static_cast<uint8_t>(r.next()));
         return;
     }
-    static const uint32_t interesting32[] = {0, 1, 2, 3, 4, 8, 12, 16, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000,
-                                             0x7fffffff, 0x80000000u, 0xfffffffe, 0xffffffff};
-    static const int64_t interesting64[] = {0, 1, -1, 2, 3, 4, 5, 7, 16, 255, 256, 1000, 65535, 65536,
-                                            int64_t(1) << 31, int64_t(1) << 40, INT64_MAX, INT64_MIN, -2, -100};
+    static const uint32_t interesting32[] = {0,      1,       2,          3,           4,          8,
+                                             12,     16,      0x7f,       0x80,        0xff,       0x100,
+                                             0xffff, 0x10000, 0x7fffffff, 0x80000000u, 0xfffffffe, 0xffffffff};
+    static const int64_t interesting64[] = {
+        0,         1,         -1, 2,   3, 4, 5, 7, 16, 255, 256, 1000, 65535, 65536, int64_t(1) << 31, int64_t(1) << 40,
+        INT64_MAX, INT64_MIN, -2, -100};
     switch (r.below(8)) {
     case 0: { /* bit flips */
         const size_t n = 1 + r.below(4);
@@ -107,8 +109,9 @@ void mutate(std::vector<uint8_t> &d, rng &r)
         break;
     }
     case 6: /* the header's model size */
-        put32(d, 8, r.below(2) == 0 ? static_cast<uint32_t>(d.size() - 16 + r.below(9) - 4)
-                                    : interesting32[r.below(sizeof(interesting32) / sizeof(interesting32[0]))]);
+        put32(d, 8,
+              r.below(2) == 0 ? static_cast<uint32_t>(d.size() - 16 + r.below(9) - 4)
+                              : interesting32[r.below(sizeof(interesting32) / sizeof(interesting32[0]))]);
         break;
     default: { /* a small signed 8/16-bit value (exponents, dtype codes, vtable entries) */
         const size_t at = r.below(d.size());
@@ -187,20 +190,20 @@ int main(int argc, char **argv)
                 for (int pass = 0; pass < 3; ++pass) {
                     for (uint32_t i = 0; i < model->input_count(); ++i) {
                         tensor_ref ref = {};
-                        model->input(i, &ref);
+                        TOOL_MUST(model->input(i, &ref));
                         uint8_t *bytes = static_cast<uint8_t *>(ref.data);
                         const size_t n = ref.elements * dtype_size(ref.type);
                         for (size_t k = 0; k < n; ++k) {
                             bytes[k] = pass == 0 ? 0 : static_cast<uint8_t>(r.next());
                         }
                     }
-                    model->run();
+                    TOOL_MUST(model->run());
                     if (pass == 1) {
-                        model->reset();
+                        TOOL_MUST(model->reset());
                     }
                     for (uint32_t o = 0; o < model->output_count(); ++o) {
                         tensor_ref ref = {};
-                        model->output(o, &ref);
+                        TOOL_MUST(model->output(o, &ref));
                     }
                 }
                 ++ran;

@@ -86,7 +86,10 @@ int state_source(const host_model &m, const slot &in)
 
 int hex_digit(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* The raw bytes state input `in` starts from: its metadata initial state, else zeros. False if the
@@ -312,7 +315,7 @@ int main(int argc, char **argv)
     for (long c = 0; c < chunks; ++c) {
         for (uint32_t i = 0; i < model->input_count(); ++i) {
             tensor_ref ref = {};
-            model->input(i, &ref);
+            TOOL_MUST(model->input(i, &ref));
             const size_t bytes = slot_bytes(model->input_slot(i));
             if (sources[i] < 0) {
                 std::memcpy(ref.data, src, bytes);
@@ -324,7 +327,7 @@ int main(int argc, char **argv)
                 std::memcpy(ref.data, dst - chunk_out + out_offset[static_cast<size_t>(sources[i])], bytes);
             }
         }
-        model->run();
+        TOOL_MUST(model->run());
         for (uint32_t o = 0; o < model->output_count(); ++o) {
             const slot &out = model->output_slot(o);
             std::memcpy(dst, out.data, slot_bytes(out));

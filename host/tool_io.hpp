@@ -4,7 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 
+#include "espdl_streaming/port.hpp"
 #include "espdl_streaming/types.hpp"
 #include "host_graph.hpp"
 
@@ -31,5 +33,17 @@ bool parse_rounding(const char *name, espdl_streaming::rounding *out);
 
 /* Write `s` as a JSON string (with quotes). */
 void json_string(std::FILE *f, const espdl_streaming::host::str_view &s);
+
+/* An engine call that cannot fail on a model the engine opened (an index below input_count() or
+ * output_count(); run() and reset()): if it ever does, that is an engine bug, so abort naming it. */
+inline void must(esp_err_t ret, const char *call, const char *file, int line)
+{
+    if (ret != ESP_OK) {
+        std::fprintf(stderr, "error: %s:%d: %s returned %d\n", file, line, call, static_cast<int>(ret));
+        std::abort();
+    }
+}
+
+#define TOOL_MUST(call) ::tool::must((call), #call, __FILE__, __LINE__)
 
 } // namespace tool

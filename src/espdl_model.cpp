@@ -99,7 +99,8 @@ private:
     {
         ESPDL_STREAMING_RETURN_ON_FALSE(t != nullptr && t->data != nullptr, ESP_FAIL, TAG,
                                         "ESP-DL could not load the model (see the log above): tensor '%s' has no "
-                                        "buffer", name);
+                                        "buffer",
+                                        name);
         dtype type;
         ESPDL_STREAMING_RETURN_ON_FALSE(to_dtype(t->get_dtype(), &type), ESP_ERR_NOT_SUPPORTED, TAG,
                                         "tensor '%s' has dtype %s; only int8, int16 and float32 are supported", name,
@@ -140,10 +141,10 @@ esp_err_t open_model(const model_source &src, model_interface **out)
     dl::Model *model = nullptr;
     if (src.where == placement::rodata) {
         ESPDL_STREAMING_RETURN_ON_FALSE(src.rodata != nullptr, ESP_ERR_INVALID_ARG, TAG, "open_model: no model data");
-        ESPDL_STREAMING_RETURN_ON_FALSE((reinterpret_cast<uintptr_t>(src.rodata) & 15u) == 0, ESP_ERR_INVALID_ARG,
-                                        TAG, "open_model: model data at %p is not 16-byte aligned", src.rodata);
-        model = new (std::nothrow) dl::Model(reinterpret_cast<const char *>(src.rodata),
-                                             fbs::MODEL_LOCATION_IN_FLASH_RODATA);
+        ESPDL_STREAMING_RETURN_ON_FALSE((reinterpret_cast<uintptr_t>(src.rodata) & 15u) == 0, ESP_ERR_INVALID_ARG, TAG,
+                                        "open_model: model data at %p is not 16-byte aligned", src.rodata);
+        model = new (std::nothrow)
+            dl::Model(reinterpret_cast<const char *>(src.rodata), fbs::MODEL_LOCATION_IN_FLASH_RODATA);
     } else if (src.where == placement::partition) {
         ESPDL_STREAMING_RETURN_ON_FALSE(src.partition_label != nullptr, ESP_ERR_INVALID_ARG, TAG,
                                         "open_model: no partition label");
@@ -190,8 +191,7 @@ esp_err_t check_partition_model(const char *model_name, const char *label, uint3
      * this mapping is gone, so the two never hold MMU pages at the same time. */
     const void *bytes = nullptr;
     esp_partition_mmap_handle_t map = 0;
-    ESPDL_STREAMING_RETURN_ON_ERROR(
-        esp_partition_mmap(part, 0, expected_bytes, ESP_PARTITION_MMAP_DATA, &bytes, &map));
+    ESPDL_STREAMING_RETURN_ON_ERROR(esp_partition_mmap(part, 0, expected_bytes, ESP_PARTITION_MMAP_DATA, &bytes, &map));
     const esp_err_t ret = check_partition_bytes(model_name, label, bytes, expected_bytes, expected_crc32);
     esp_partition_munmap(map);
     return ret;

@@ -17,7 +17,7 @@ esp_err_t open_model(const model_source &src, model_interface **out)
         *out = nullptr;
     }
     ESP_LOGE(TAG, "no inference engine in this build (runtime only): link the host engine (src/host/) or "
-             "inject a model_interface with init(model_interface *)");
+                  "inject a model_interface with init(model_interface *)");
     return ESP_ERR_NOT_SUPPORTED;
 }
 

@@ -43,9 +43,11 @@ float float_of(uint32_t bits)
 void log_mismatch(const compare_context &ctx, uint32_t chunk, const tensor_spec &out, uint32_t e, const char *want,
                   const char *got)
 {
-    ESP_LOGE(TAG, "%s: self test: chunk %lu, output '%s', element %lu: expected %s, got %s (the golden values assume "
-             "%s)", ctx.spec->name, static_cast<unsigned long>(chunk), out.name, static_cast<unsigned long>(e), want,
-             got, ctx.golden->assumes != nullptr ? ctx.golden->assumes : "the build's ESP-DL semantics");
+    ESP_LOGE(TAG,
+             "%s: self test: chunk %lu, output '%s', element %lu: expected %s, got %s (the golden values assume "
+             "%s)",
+             ctx.spec->name, static_cast<unsigned long>(chunk), out.name, static_cast<unsigned long>(e), want, got,
+             ctx.golden->assumes != nullptr ? ctx.golden->assumes : "the build's ESP-DL semantics");
 }
 
 esp_err_t compare_chunk(const chunk_result &result, void *user)

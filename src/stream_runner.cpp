@@ -37,8 +37,8 @@ esp_err_t check_tensor(const model_spec &spec, const char *role, const tensor_sp
 {
     esp_err_t ret = ESP_OK;
     if (got.type != want.type) {
-        ESP_LOGE(TAG, "%s: %s '%s': dtype expected %s, model has %s", spec.name, role, want.name,
-                 dtype_name(want.type), dtype_name(got.type));
+        ESP_LOGE(TAG, "%s: %s '%s': dtype expected %s, model has %s", spec.name, role, want.name, dtype_name(want.type),
+                 dtype_name(got.type));
         ret = ESP_ERR_INVALID_SIZE;
     }
     /* A float32 tensor holds real values: whatever exponent ESP-DL records for it scales nothing. */
@@ -56,8 +56,8 @@ esp_err_t check_tensor(const model_spec &spec, const char *role, const tensor_sp
         char got_shape[64];
         format_shape(want_shape, sizeof(want_shape), want.ndim, want.shape);
         format_shape(got_shape, sizeof(got_shape), got.ndim, got.shape);
-        ESP_LOGE(TAG, "%s: %s '%s': shape expected %s (%lu elements), model has %s (%lu elements)", spec.name,
-                 role, want.name, want_shape, static_cast<unsigned long>(want.elements), got_shape,
+        ESP_LOGE(TAG, "%s: %s '%s': shape expected %s (%lu elements), model has %s (%lu elements)", spec.name, role,
+                 want.name, want_shape, static_cast<unsigned long>(want.elements), got_shape,
                  static_cast<unsigned long>(got.elements));
         ret = ESP_ERR_INVALID_SIZE;
     }
@@ -74,8 +74,8 @@ esp_err_t check_spec(const model_spec &spec)
     ESPDL_STREAMING_RETURN_ON_FALSE(spec.chunk_frames > 0 && spec.feature_dim > 0, ESP_ERR_INVALID_ARG, TAG,
                                     "%s: chunk_frames and feature_dim must be positive", spec.name);
     ESPDL_STREAMING_RETURN_ON_FALSE(spec.input.elements == chunk_elements, ESP_ERR_INVALID_ARG, TAG,
-                                    "%s: input '%s' has %lu elements, chunk_frames * feature_dim is %lu",
-                                    spec.name, spec.input.name, static_cast<unsigned long>(spec.input.elements),
+                                    "%s: input '%s' has %lu elements, chunk_frames * feature_dim is %lu", spec.name,
+                                    spec.input.name, static_cast<unsigned long>(spec.input.elements),
                                     static_cast<unsigned long>(chunk_elements));
     ESPDL_STREAMING_RETURN_ON_FALSE(spec.output_count == 0 || spec.outputs != nullptr, ESP_ERR_INVALID_ARG, TAG,
                                     "%s: outputs missing from the spec", spec.name);
@@ -176,8 +176,10 @@ esp_err_t stream_runner::init(model_interface *model, const model_spec *spec, vo
         }
     }
     if (ret != ESP_OK) {
-        ESP_LOGE(TAG, "%s: the loaded model does not match the generated code; rebuild so both come from the "
-                 "same .espdl", spec->name);
+        ESP_LOGE(TAG,
+                 "%s: the loaded model does not match the generated code; rebuild so both come from the "
+                 "same .espdl",
+                 spec->name);
         return ret;
     }
 
@@ -207,8 +209,7 @@ void stream_runner::deinit()
     m_chunks = 0;
 }
 
-esp_err_t stream_runner::push(const float *frames, size_t frame_count, chunk_callback cb, void *user,
-                              size_t *consumed)
+esp_err_t stream_runner::push(const float *frames, size_t frame_count, chunk_callback cb, void *user, size_t *consumed)
 {
     if (consumed != nullptr) {
         *consumed = 0;
@@ -250,8 +251,8 @@ esp_err_t stream_runner::run_chunk(chunk_callback cb, void *user)
     /* Refill before every run: ESP-DL's memory planner may reuse the input buffer. */
     tensor_ref in = {};
     ESPDL_STREAMING_RETURN_ON_ERROR(m_model->input(spec.input_index, &in));
-    ESPDL_STREAMING_RETURN_ON_FALSE(in.data != nullptr && in.elements == spec.input.elements, ESP_ERR_INVALID_SIZE,
-                                    TAG, "%s: input '%s' changed since init", spec.name, spec.input.name);
+    ESPDL_STREAMING_RETURN_ON_FALSE(in.data != nullptr && in.elements == spec.input.elements, ESP_ERR_INVALID_SIZE, TAG,
+                                    "%s: input '%s' changed since init", spec.name, spec.input.name);
     std::memcpy(in.data, m_staging, spec.input.elements * dtype_size(spec.input.type));
     ESPDL_STREAMING_RETURN_ON_ERROR(copy_state(true));
 

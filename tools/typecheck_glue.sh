@@ -26,37 +26,10 @@ TARGETS=("$@")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# Two generated classes: one linked into rodata, one read from a partition.
-PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$WORK" <<'PY'
-import sys
-from pathlib import Path
-
-import struct
-
-import numpy as np
-
-from espdl_streaming.codegen import render_glue
-
-out = Path(sys.argv[1])
-frames = (np.arange(7 * 16, dtype=np.float32).reshape(7, 16) - 50.0) / 8.0
-espdl = b"EDL2" + struct.pack("<III", 0, 32, 0) + bytes(range(32))  # header + a 32-byte stand-in body
-for name, placement in (("kws", {"kind": "rodata", "symbol": "espdl_streaming_kws_espdl"}),
-                        ("kws_part", {"kind": "partition", "label": "model"})):
-    glue = {
-        "name": name, "target": "esp32p4", "command_line": "tools/typecheck_glue.sh", "espdl_versions": ">=3.3.8,<4.0.0",
-        "chunk_frames": 3, "feature_dim": 16, "rounding": "half_even",
-        "input": {"name": "input.1", "shape": [1, 3, 16], "dtype": "int8", "exponent": -5},
-        "outputs": [{"name": "logits", "shape": [1, 8], "dtype": "int8", "exponent": -4},
-                    {"name": "state:0", "shape": [1, 2, 4], "dtype": "int16", "exponent": -9}],
-        "placement": placement,
-        "golden": {"frames": frames, "chunks": 2,
-                   "outputs": [np.arange(16).reshape(2, 8), np.arange(16).reshape(2, 8) * 100]},
-        "espdl": espdl, "espdl_bytes": len(espdl), "cache_bytes": 1, "macs_per_chunk": 1,
-    }
-    hpp, cpp = render_glue(glue)
-    (out / f"{name}.hpp").write_text(hpp)
-    (out / f"{name}.cpp").write_text(cpp)
-PY
+# Two generated classes: one linked into rodata, one read from a partition; the glue description is the
+# one python/tests/test_codegen.py compiles and streams (python/tests/glue_fixture.py).
+PYTHONPATH="$ROOT/python:$ROOT/python/tests${PYTHONPATH:+:$PYTHONPATH}" \
+    "$PYTHON" -m glue_fixture "$WORK" kws:rodata kws_part:partition
 
 cat > "$WORK/shim.h" <<'H'
 /* Forced include: esp_cpu.h casts pointers to uint32_t, an error on a 64-bit host. Define the
@@ -161,7 +134,7 @@ typecheck() { # target
         for f in "$d"/*.cpp; do [[ -f "$f" ]] && extra+=("$f"); done
     done
     for f in "$ROOT/src/espdl_model.cpp" "$ROOT/src/stream_runner.cpp" "$ROOT/src/quantize.cpp" \
-             "$ROOT/src/self_test.cpp" "$WORK/kws.cpp" "$WORK/kws_part.cpp" "${extra[@]}"; do
+             "$ROOT/src/self_test.cpp" "$ROOT/src/model_loader.cpp" "$WORK/kws.cpp" "$WORK/kws_part.cpp" "${extra[@]}"; do
         "$CXX" "${flags[@]}" -I "$(dirname "$f")" "$f"
         echo "$t: ok ${f#"$ROOT/"}" | sed "s|$WORK/|generated/|"
     done

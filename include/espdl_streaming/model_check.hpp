@@ -90,7 +90,7 @@ inline uint32_t espdl_file_size(const uint8_t *data)
  *
  * @return ESP_OK, or ESP_ERR_INVALID_VERSION (one log line, tag `model_name`)
  */
-inline esp_err_t check_linked_model(const char *model_name, const uint8_t *data, uint32_t expected_bytes)
+[[nodiscard]] inline esp_err_t check_linked_model(const char *model_name, const uint8_t *data, uint32_t expected_bytes)
 {
     const uint32_t found = espdl_file_size(data);
     if (found == expected_bytes) {
@@ -111,8 +111,8 @@ inline esp_err_t check_linked_model(const char *model_name, const uint8_t *data,
  * @return ESP_OK, or ESP_ERR_INVALID_VERSION with one log line (tag `model_name`) naming the
  *         partition, the expected and the found CRC-32 and the command that writes the model
  */
-inline esp_err_t check_partition_bytes(const char *model_name, const char *label, const void *data,
-                                       uint32_t expected_bytes, uint32_t expected_crc32)
+[[nodiscard]] inline esp_err_t check_partition_bytes(const char *model_name, const char *label, const void *data,
+                                                     uint32_t expected_bytes, uint32_t expected_crc32)
 {
     const uint32_t found = crc32(data, expected_bytes);
     if (found == expected_crc32) {

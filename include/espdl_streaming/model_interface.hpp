@@ -29,16 +29,16 @@ public:
     virtual uint32_t output_count() const = 0;
 
     /** Describe input `index`; the runner writes the quantized chunk to `out->data`. */
-    virtual esp_err_t input(uint32_t index, tensor_ref *out) = 0;
+    [[nodiscard]] virtual esp_err_t input(uint32_t index, tensor_ref *out) = 0;
 
     /** Describe output `index`; valid until the next run(). */
-    virtual esp_err_t output(uint32_t index, tensor_ref *out) = 0;
+    [[nodiscard]] virtual esp_err_t output(uint32_t index, tensor_ref *out) = 0;
 
     /** Run one chunk on whatever the inputs hold. */
-    virtual esp_err_t run() = 0;
+    [[nodiscard]] virtual esp_err_t run() = 0;
 
     /** Zero every streaming state (caches, recurrent state). */
-    virtual esp_err_t reset() = 0;
+    [[nodiscard]] virtual esp_err_t reset() = 0;
 };
 
 } // namespace espdl_streaming

@@ -36,12 +36,12 @@ typedef int esp_err_t;
 #endif
 
 /* Return the error of `x` if it is not ESP_OK (ESP_RETURN_ON_ERROR without the log). */
-#define ESPDL_STREAMING_RETURN_ON_ERROR(x)   \
-    do {                                     \
-        const esp_err_t err_rc_ = (x);       \
-        if (err_rc_ != ESP_OK) {             \
-            return err_rc_;                  \
-        }                                    \
+#define ESPDL_STREAMING_RETURN_ON_ERROR(x) \
+    do {                                   \
+        const esp_err_t err_rc_ = (x);     \
+        if (err_rc_ != ESP_OK) {           \
+            return err_rc_;                \
+        }                                  \
     } while (0)
 
 /* Log with TAG and return `err` if `cond` is false (ESP_RETURN_ON_FALSE without esp_check.h). */

@@ -17,7 +17,8 @@ struct golden_set {
     uint32_t frame_count;        /* at least chunk_count * chunk_frames */
     const void *const *expected; /* per output: every chunk's raw values concatenated, output dtype */
     uint32_t chunk_count;
-    const char *assumes; /* what the golden values were computed for (ESP-DL versions, chip), for the log; may be null */
+    const char
+        *assumes; /* what the golden values were computed for (ESP-DL versions, chip), for the log; may be null */
 };
 
 /**
@@ -28,6 +29,6 @@ struct golden_set {
  * @return ESP_OK, ESP_FAIL on a mismatch, ESP_ERR_INVALID_ARG for an inconsistent golden set,
  *         or the runner's error
  */
-esp_err_t run_self_test(stream_runner &runner, const model_spec &spec, const golden_set &golden);
+[[nodiscard]] esp_err_t run_self_test(stream_runner &runner, const model_spec &spec, const golden_set &golden);
 
 } // namespace espdl_streaming

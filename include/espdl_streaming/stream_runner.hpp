@@ -45,9 +45,9 @@ public:
      * @return ESP_OK, ESP_ERR_INVALID_ARG (null or too small buffers, inconsistent spec),
      *         ESP_ERR_INVALID_SIZE (model does not match the spec; logged), or the model's error
      */
-    esp_err_t init(model_interface *model, const model_spec *spec, void *staging, size_t staging_bytes,
-                   float *const *output_buffers, tensor_ref *raw_refs, void *state_storage = nullptr,
-                   size_t state_bytes = 0);
+    [[nodiscard]] esp_err_t init(model_interface *model, const model_spec *spec, void *staging, size_t staging_bytes,
+                                 float *const *output_buffers, tensor_ref *raw_refs, void *state_storage = nullptr,
+                                 size_t state_bytes = 0);
 
     /**
      * Feed `frame_count` frames (frame-major, feature_dim floats each); 0 frames is allowed.
@@ -62,12 +62,12 @@ public:
      * @return ESP_OK, ESP_ERR_INVALID_ARG (null frames with frame_count > 0),
      *         ESP_ERR_INVALID_STATE (not initialised), the model's or the callback's error
      */
-    esp_err_t push(const float *frames, size_t frame_count, chunk_callback cb, void *user,
-                   size_t *consumed = nullptr);
+    [[nodiscard]] esp_err_t push(const float *frames, size_t frame_count, chunk_callback cb, void *user,
+                                 size_t *consumed = nullptr);
 
     /** Drop the partial chunk, restart chunk numbering, restore the recurrent state's initial value
      *  (zeros, or the learned initial state of the spec) and reset the model's streaming caches. */
-    esp_err_t reset();
+    [[nodiscard]] esp_err_t reset();
 
     /** Forget the model and buffers (does not close the model); init() may be called again. */
     void deinit();

@@ -20,7 +20,7 @@ import json
 import shlex
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,10 +178,9 @@ def produce(decl: Any, args: argparse.Namespace, argv: Sequence[str]) -> Produce
     return produced
 
 
-def main_lock(args: argparse.Namespace) -> int:
-    """`lock --declarations FILE`: every model of FILE for every target, into the lock."""
-    from .cli import main
-
+def main_lock(args: argparse.Namespace, main: Callable[[Sequence[str]], int]) -> int:
+    """`lock --declarations FILE`: every model of FILE for every target, into the lock, each built by the
+    command line's `main` (cli.py passes it: this module does not import the CLI)."""
     try:
         spec = json.loads(args.declarations.read_text(encoding="utf-8"))
         models = spec["models"]

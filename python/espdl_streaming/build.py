@@ -4,23 +4,42 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .declaration import Declaration
 from .espdl_semantics import espdl_range_for, runs_w8a16
-from .verify import STREAM_SEED, VerifyResult
+from .glue import Glue, GlueGolden, GluePlacement, GlueState, GlueTensor
+from .report import (
+    BuildReport,
+    CacheReport,
+    CalibrationReport,
+    JSONObject,
+    PlacementReport,
+    RecurrentStateReport,
+    SimulatorCheckReport,
+    StreamingReport,
+    TensorReport,
+)
+from .verify import STREAM_SEED, SimulatorCheck, TensorSpec, VerifyResult
+
+if TYPE_CHECKING:  # quantize.py is imported when the build runs it
+    import numpy as np
+
+    from .quantize import QuantizeResult
 
 
 @dataclass
 class BuildOutputs:
     files: dict[Path, bytes]  # final path -> content
-    report: dict[str, Any]
+    # The report as its JSON object (BuildReport.to_dict()): artifacts.py makes its paths portable, the CLI
+    # reads it back with BuildReport.from_dict().
+    report: JSONObject
     depfile: str
 
 
@@ -29,23 +48,35 @@ def rodata_symbol(name: str) -> str:
     return f"espdl_streaming_{name}_espdl"
 
 
-def _placement(decl: Declaration) -> dict[str, str]:
-    if decl.placement.kind == "partition":
-        return {"kind": "partition", "label": str(decl.placement.label)}
-    return {"kind": "rodata", "symbol": rodata_symbol(decl.name)}
-
-
-def _calibration_json(decl: Declaration, samples: int, random: bool) -> dict[str, Any]:
+def _calibration(decl: Declaration, samples: int, random: bool) -> CalibrationReport:
     if random:
-        return {
-            "source": None, "samples": samples, "random": True,
-            "warning": "no calibration data given: calibrated on seeded random normal data; the exponents may not "
+        return CalibrationReport(
+            None, samples, True,
+            "no calibration data given: calibrated on seeded random normal data; the exponents may not "
             "fit real inputs. Pass CALIBRATION (CMake) / --calibration (CLI) with representative frames.",
-        }  # fmt: skip
-    return {"source": str(decl.calibration), "samples": samples, "random": False}
+        )  # fmt: skip
+    return CalibrationReport(str(decl.calibration), samples, False)
 
 
-def _espdl_versions(q: Any) -> str:
+def _placement_report(decl: Declaration) -> PlacementReport:
+    if decl.placement.kind == "partition":
+        return PlacementReport("partition", label=str(decl.placement.label))
+    return PlacementReport("rodata", symbol=rodata_symbol(decl.name))
+
+
+def _tensor_report(spec: TensorSpec) -> TensorReport:
+    return TensorReport(spec.name, list(spec.shape), spec.dtype, None if spec.is_float else spec.exponent)
+
+
+def _simulator_check(check: SimulatorCheck | None) -> SimulatorCheckReport | None:
+    if check is None:
+        return None
+    if check.method == "layers":
+        return SimulatorCheckReport(check.method, check.outputs, check.layers, check.output_drift)
+    return SimulatorCheckReport(check.method, check.outputs)
+
+
+def _espdl_versions(q: QuantizeResult) -> str:
     """The ESP-DL versions the streaming model runs on (W8A16 layers need a newer ESP-DL)."""
     from .espdl import read_espdl
 
@@ -55,116 +86,128 @@ def _espdl_versions(q: Any) -> str:
 
 def make_report(
     decl: Declaration,
-    q: Any,
+    q: QuantizeResult,
     v: VerifyResult,
     seconds: dict[str, float],
-    fidelity: dict[str, Any] | None = None,
-    quality: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    fidelity: JSONObject | None = None,
+    quality: JSONObject | None = None,
+    warnings: Sequence[str] = (),
+) -> BuildReport:
     offline_frames = decl.offline_frames
-    return {
-        "name": decl.name,
-        "target": decl.chip,
-        "esp_ppq_target": decl.ppq_target,
+    return BuildReport(
+        name=decl.name,
+        target=decl.chip,
+        esp_ppq_target=decl.ppq_target,
         # Activation bits of the model's input (QUANT auto: 16 once the first layer was promoted).
-        "bits": 16 if v.input.dtype == "int16" else decl.bits,
-        "quant": decl.quant,
-        "chunk_frames": decl.chunk_frames,
-        "feature_dim": decl.feature_dim,
-        "offline_input_shape": list(decl.input_shape),
-        "input": v.input.as_json(),
-        "outputs": [o.as_json() for o in v.outputs],
-        "streaming": {
-            "verified": v.verified,
-            "chunks_checked": v.chunks_checked,
-            "warmup_chunks": v.warmup_chunks,
-            "max_abs_diff": v.max_abs_diff,
-            "stream_seed": STREAM_SEED,
-            "offline_test_outputs_reproduced": v.offline_test_outputs_checked,
-            "simulator_check": v.simulator_check.as_json() if v.simulator_check else None,
-            "rounding": v.rounding,
-            "reference": v.reference,
-            "caches": [
-                {**c, "bytes": v.cache_bytes_by_node.get(f"{c['variable']}_{c['op']}_SCache", 0)}
-                for c in q.plan.as_json()
+        bits=16 if v.input.dtype == "int16" else decl.bits,
+        quant=decl.quant,
+        chunk_frames=decl.chunk_frames,
+        feature_dim=decl.feature_dim,
+        offline_input_shape=list(decl.input_shape),
+        input=_tensor_report(v.input),
+        outputs=[_tensor_report(o) for o in v.outputs],
+        streaming=StreamingReport(
+            verified=v.verified,
+            chunks_checked=v.chunks_checked,
+            warmup_chunks=v.warmup_chunks,
+            max_abs_diff=v.max_abs_diff,
+            stream_seed=STREAM_SEED,
+            offline_test_outputs_reproduced=v.offline_test_outputs_checked,
+            simulator_check=_simulator_check(v.simulator_check),
+            rounding=v.rounding,
+            reference=v.reference,
+            caches=[
+                CacheReport(
+                    variable=e.var,
+                    op=e.op,
+                    op_type=e.op_type,
+                    window_size=e.window,
+                    frame_axis=e.frame_axis,
+                    cached_frames=e.cache_frames(),
+                    bytes=v.cache_bytes_by_node.get(f"{e.var}_{e.op}_SCache", 0),
+                )
+                for e in q.plan.entries
             ],
-        },
-        "receptive_field_frames": q.plan.receptive_field,
-        # GRU/LSTM nodes whose state the glue carries across chunks: every output frame then
-        # depends on the whole stream so far, on top of receptive_field_frames.
-        "recurrent_states": [
-            {
-                "node": st.node,
-                "op_type": st.op_type,
-                "state": st.kind,
-                "input": i.name,
-                "output": o.name,
-                "bytes": o.elements_bytes(),
+        ),
+        receptive_field_frames=q.plan.receptive_field,
+        recurrent_states=[
+            RecurrentStateReport(
+                node=st.node,
+                op_type=st.op_type,
+                state=st.kind,
+                input=i.name,
+                output=o.name,
+                bytes=o.elements_bytes(),
                 # What a fresh stream (init(), reset()) starts from: zeros, or the model's learned state.
-                "initial": "learned" if st.initial is not None else "zeros",
-                # A last state the user's model returns stays a user output (the same tensor).
-                "user_output": bool(st.user_output),
-            }
+                initial="learned" if st.initial is not None else "zeros",
+                user_output=bool(st.user_output),
+            )
             for st, (i, o) in zip(q.states, v.states)
         ],
-        "state_bytes": sum(o.elements_bytes() for _, o in v.states),
-        # The integer streaming outputs against the user's float model, and the float equivalence
-        # of the graph rewrites made before quantization (fidelity.py).
-        "fidelity": fidelity or {},
-        # Quantization quality on evaluation data, the gate and QUANT auto's steps (quality.py).
-        "quality": quality or {},
+        state_bytes=sum(o.elements_bytes() for _, o in v.states),
+        fidelity=fidelity or {},
+        quality=quality or {},
         # Causal model: the only algorithmic latency is waiting for a full chunk.
-        "latency_frames": decl.chunk_frames - 1,
-        "espdl_bytes": len(q.streaming_bytes),
-        "offline_espdl_bytes": len(q.offline_bytes),
-        "espdl_sha256": hashlib.sha256(q.streaming_bytes).hexdigest(),
-        "cache_bytes": v.cache_bytes,
-        "macs_per_chunk": v.macs_per_chunk,
-        "offline_macs": v.offline_macs,
-        "offline_macs_per_frame": round(v.offline_macs / offline_frames, 3),
-        "streaming_macs_per_frame": round(v.macs_per_chunk / decl.chunk_frames, 3),
-        "streaming_to_offline_macs_ratio": round(
+        latency_frames=decl.chunk_frames - 1,
+        espdl_bytes=len(q.streaming_bytes),
+        offline_espdl_bytes=len(q.offline_bytes),
+        espdl_sha256=hashlib.sha256(q.streaming_bytes).hexdigest(),
+        cache_bytes=v.cache_bytes,
+        macs_per_chunk=v.macs_per_chunk,
+        offline_macs=v.offline_macs,
+        offline_macs_per_frame=round(v.offline_macs / offline_frames, 3),
+        streaming_macs_per_frame=round(v.macs_per_chunk / decl.chunk_frames, 3),
+        streaming_to_offline_macs_ratio=round(
             (v.macs_per_chunk / decl.chunk_frames) / (v.offline_macs / offline_frames), 3
         )
         if v.offline_macs
         else None,
-        "calibration": _calibration_json(decl, q.calibration_samples, q.random_calibration),
-        "placement": _placement(decl),
-        # esp-ppq's calibration choices (CALIB_ALGORITHM, CALIB_OPTIONS); null: esp-ppq's default observer.
-        "calib_algorithm": decl.calib_algorithm,
-        "calib_options": list(decl.calib_options),
-        "golden_chunks": v.golden_chunks,
-        "esp_ppq_version": q.esp_ppq_version,
-        # The ESP-DL versions whose integer semantics the verification and the golden vectors follow.
-        "espdl_versions": _espdl_versions(q),
-        "espdl_streaming_version": __version__,
-        "dependencies": [str(p) for p in q.deps],
-        "seconds": {k: round(val, 3) for k, val in seconds.items()},
-    }
+        calibration=_calibration(decl, q.calibration_samples, q.random_calibration),
+        placement=_placement_report(decl),
+        calib_algorithm=decl.calib_algorithm,
+        calib_options=list(decl.calib_options),
+        golden_chunks=v.golden_chunks,
+        esp_ppq_version=q.esp_ppq_version,
+        espdl_versions=_espdl_versions(q),
+        espdl_streaming_version=__version__,
+        dependencies=[str(p) for p in q.deps],
+        seconds={k: round(val, 3) for k, val in seconds.items()},
+        warnings=list(warnings),
+    )
 
 
-def make_glue(decl: Declaration, v: VerifyResult, q: Any, command_line: str) -> dict[str, Any]:
-    return {
-        "name": decl.name,
-        "target": decl.chip,
-        "command_line": command_line,
-        "espdl_versions": _espdl_versions(q),
-        "chunk_frames": decl.chunk_frames,
-        "feature_dim": decl.feature_dim,
-        "rounding": v.rounding,
-        "input": v.input.as_json(),
-        "outputs": [o.as_json() for o in v.outputs],
-        "states": [
-            {"input": i.as_json(), "output": o.as_json(), "initial": initial}
+def make_glue(decl: Declaration, v: VerifyResult, q: QuantizeResult, command_line: str) -> Glue:
+    """The glue description codegen renders; its constructor checks it (ValueError: a bug here, not the user's)."""
+    placement = (
+        GluePlacement.partition(str(decl.placement.label))
+        if decl.placement.kind == "partition"
+        else GluePlacement.rodata(rodata_symbol(decl.name))
+    )
+    return Glue(
+        name=decl.name,
+        target=decl.chip,
+        command_line=command_line,
+        espdl_versions=_espdl_versions(q),
+        chunk_frames=decl.chunk_frames,
+        feature_dim=decl.feature_dim,
+        rounding=v.rounding,
+        input=_glue_tensor(v.input),
+        outputs=tuple(_glue_tensor(o) for o in v.outputs),
+        states=tuple(
+            GlueState(_glue_tensor(i), _glue_tensor(o), None if initial is None else tuple(initial))
             for (i, o), initial in zip(v.states, v.state_initial or [None] * len(v.states))
-        ],
-        "placement": _placement(decl),
-        "golden": {"frames": v.golden_frames, "chunks": v.golden_chunks, "outputs": v.golden_outputs},
-        "espdl_bytes": len(q.streaming_bytes),
-        "espdl": q.streaming_bytes,  # the stale-model check: codegen embeds its CRC-32
-        "cache_bytes": v.cache_bytes,
-        "macs_per_chunk": v.macs_per_chunk,
-    }
+        ),
+        placement=placement,
+        golden=GlueGolden(v.golden_frames, v.golden_chunks, tuple(v.golden_outputs)),
+        espdl_bytes=len(q.streaming_bytes),
+        espdl=q.streaming_bytes,  # the stale-model check: codegen embeds its CRC-32
+        cache_bytes=v.cache_bytes,
+        macs_per_chunk=v.macs_per_chunk,
+    )
+
+
+def _glue_tensor(spec: TensorSpec) -> GlueTensor:
+    return GlueTensor(spec.name, tuple(spec.shape), spec.dtype, None if spec.is_float else spec.exponent)
 
 
 def _escape_make(path: Path) -> str:
@@ -176,7 +219,9 @@ def make_depfile(decl: Declaration, deps: list[Path]) -> str:
     return f"{target}: " + " \\\n  ".join(_escape_make(p) for p in deps) + "\n"
 
 
-def verify_quantized(decl: Declaration, q: Any, layer_values: Any = None) -> VerifyResult:
+def verify_quantized(
+    decl: Declaration, q: QuantizeResult, layer_values: Mapping[str, np.ndarray] | None = None
+) -> VerifyResult:
     """verify() on a quantize() result, with everything its plan knows; `layer_values` replaces esp-ppq's
     per-layer values (q.layer_values) when given."""
     from .verify import verify
@@ -194,7 +239,9 @@ def verify_quantized(decl: Declaration, q: Any, layer_values: Any = None) -> Ver
     )
 
 
-def _quantize_and_verify(decl: Declaration, promoted: list[str]) -> tuple[Any, VerifyResult, dict[str, float]]:
+def _quantize_and_verify(
+    decl: Declaration, promoted: list[str]
+) -> tuple[QuantizeResult, VerifyResult, dict[str, float]]:
     from .quantize import quantize
 
     q = quantize(decl, promoted)
@@ -215,7 +262,7 @@ class _Candidate:
     """One quantization QUANT auto tried: verified, with its quality measured."""
 
     decl: Declaration
-    q: Any
+    q: QuantizeResult
     v: VerifyResult
     seconds: dict[str, float]
     quality: dict[str, Any]
@@ -407,8 +454,7 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     hpp, cpp = render_glue(make_glue(decl, v, q, command_line))
     seconds["codegen"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
-    report = make_report(decl, q, v, seconds, fidelity, quality)
-    report["warnings"] = problems
+    report = make_report(decl, q, v, seconds, fidelity, quality, problems)
     from .report_html import render_html
 
     files = {
@@ -416,7 +462,7 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
         decl.output_path(".offline.espdl"): q.offline_bytes,
         decl.output_path(".hpp"): hpp.encode(),
         decl.output_path(".cpp"): cpp.encode(),
-        decl.output_path(".report.json"): (json.dumps(report, indent=2) + "\n").encode(),
+        decl.output_path(".report.json"): report.to_json(),
         decl.output_path(".report.html"): render_html(report).encode("utf-8"),
     }
-    return BuildOutputs(files, report, make_depfile(decl, q.deps))
+    return BuildOutputs(files, report.to_dict(), make_depfile(decl, q.deps))

@@ -12,12 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .artifacts import add_build_arguments, add_lock_parser
 from .declaration import CALIB_ALGORITHMS, CALIB_OPTIONS, MIN_VERIFY_CHUNKS, make_declaration
 from .errors import EspdlStreamingError
+from .report import BuildReport, JSONObject, JSONValue
 
 EXIT_USER_ERROR = 2
 ENGINES = ("python", "host")  # run --engine (the run module imports numpy: loaded only when running)
@@ -152,65 +152,81 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print only errors and warnings")
 
 
-def _summary(report: dict[str, Any], written: list[Path], out_dir: Path) -> str:
-    s = report["streaming"]
-    fid = report.get("fidelity") or {}
+def _summary(report: BuildReport, written: list[Path], out_dir: Path) -> str:
+    s = report.streaming
+    fid = report.fidelity
     worst = _worst_snr(fid)
-    also = _worst_snr(fid.get("verification_stream") or {})
+    also = _worst_snr(_json_object(fid.get("verification_stream")))
     lines = [
-        f"{report['name']}: streaming model for {report['target']} ({report['bits']}-bit, "
-        f"{report.get('quant', 'w8a8' if report['bits'] == 8 else 'w16a16')}) verified: "
-        f"{s['chunks_checked']} chunks of {report['chunk_frames']} frames equal the offline model bit for bit "
-        f"(max |diff| {s['max_abs_diff']}, {s['warmup_chunks']} warm-up chunks)",
-        f"  verified: {str(s['verified']).lower()}  max_abs_diff: {s['max_abs_diff']}  "
-        f"chunks_checked: {s['chunks_checked']}  "
+        f"{report.name}: streaming model for {report.target} ({report.bits}-bit, {report.quant}) verified: "
+        f"{s.chunks_checked} chunks of {report.chunk_frames} frames equal the offline model bit for bit "
+        f"(max |diff| {s.max_abs_diff}, {s.warmup_chunks} warm-up chunks)",
+        f"  verified: {str(s.verified).lower()}  max_abs_diff: {s.max_abs_diff}  "
+        f"chunks_checked: {s.chunks_checked}  "
         + (f"float_snr_db: {worst[1]:.1f} (worst output '{worst[0]}' against the float model, {fid['chunks']} chunks"
            + (f" of calibration data; {also[1]:.1f} dB on the verification stream)" if also else ")")
            if worst else "float_snr_db: n/a (fidelity not measured: see the report)"),
     ]  # fmt: skip
-    quality = report.get("quality") or {}
-    rated = [o for o in quality.get("outputs", []) if o.get("snr_db") is not None]
+    quality = report.quality
+    rated = [o for o in _json_objects(quality.get("outputs")) if isinstance(o.get("snr_db"), (int, float))]
     if rated:
-        q = min(rated, key=lambda o: o["snr_db"])
-        gate = quality.get("gate") or {}
-        auto = quality.get("auto")
+        q = min(rated, key=lambda o: _number(o["snr_db"]))
+        gate = _json_object(quality.get("gate"))
+        auto = _json_object(quality.get("auto"))
+        top1 = q.get("top1_agreement")
+        promoted = auto.get("promoted")
         lines.append(
-            f"  quality ({quality.get('scheme')}): worst output '{q['name']}' {q['snr_db']:.1f} dB SNR on "
+            f"  quality ({quality.get('scheme')}): worst output '{q['name']}' {_number(q['snr_db']):.1f} dB SNR on "
             f"{quality.get('frames')} evaluation frames"
-            + (f", top-1 agreement {100 * q['top1_agreement']:.1f}%" if q.get("top1_agreement") is not None else "")
-            + (f"; gate MIN_SNR_DB {gate['min_snr_db']:g} passed" if gate.get("passed") else "")
-            + (f"; auto: {_promoted_text(auto['promoted'])} at 16 bits" if auto else "")
+            + (f", top-1 agreement {100 * _number(top1):.1f}%" if top1 is not None else "")
+            + (f"; gate MIN_SNR_DB {_number(gate['min_snr_db']):g} passed" if gate.get("passed") else "")
+            + (f"; auto: {_promoted_text(promoted)} at 16 bits" if isinstance(promoted, list) else "")
         )
-    i = report["input"]
-    lines.append(f"  input   {i['name']}: {i['dtype']} {i['shape']} exponent {i['exponent']}")
-    for o in report["outputs"]:
-        scale = f"exponent {o['exponent']}" if o["exponent"] is not None else "(float, not quantized)"
-        lines.append(f"  output  {o['name']}: {o['dtype']} {o['shape']} {scale}")
+    i = report.input
+    lines.append(f"  input   {i.name}: {i.dtype} {i.shape} exponent {i.exponent}")
+    for o in report.outputs:
+        scale = f"exponent {o.exponent}" if o.exponent is not None else "(float, not quantized)"
+        lines.append(f"  output  {o.name}: {o.dtype} {o.shape} {scale}")
     lines.append(
-        f"  flash {report['espdl_bytes']} B, cache RAM {report['cache_bytes']} B, {report['macs_per_chunk']} "
-        f"MACs/chunk, receptive field {report['receptive_field_frames']} frames"
+        f"  flash {report.espdl_bytes} B, cache RAM {report.cache_bytes} B, {report.macs_per_chunk} "
+        f"MACs/chunk, receptive field {report.receptive_field_frames} frames"
     )
-    states = report.get("recurrent_states", [])
+    states = report.recurrent_states
     if states:
-        nodes = sorted({st["node"] for st in states})
+        nodes = sorted({st.node for st in states})
         lines.append(
-            f"  recurrent state: {len(states)} tensor(s) of {', '.join(nodes)}, {report['state_bytes']} B, "
+            f"  recurrent state: {len(states)} tensor(s) of {', '.join(nodes)}, {report.state_bytes} B, "
             "carried from chunk to chunk by the generated class"
         )
-    secs = report["seconds"]
-    lines.append("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
-    lines.append(f"  quality page: {out_dir / (report['name'] + '.report.html')}")
+    lines.append("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in report.seconds.items()))
+    lines.append(f"  quality page: {out_dir / (report.name + '.report.html')}")
     lines.append(f"  {len(written)} file(s) updated in {out_dir}" if written else f"  outputs unchanged in {out_dir}")
     return "\n".join(lines)
 
 
-def _promoted_text(promoted: list[str]) -> str:
+def _json_object(value: JSONValue) -> JSONObject:
+    return value if isinstance(value, dict) else {}
+
+
+def _json_objects(value: JSONValue) -> list[JSONObject]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _number(value: JSONValue) -> float:
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def _promoted_text(promoted: list[JSONValue]) -> str:
     return "every layer" if promoted == ["every layer"] else f"{len(promoted)} layer(s)"
 
 
-def _worst_snr(fidelity: dict[str, Any]) -> tuple[str, float] | None:
+def _worst_snr(fidelity: JSONObject) -> tuple[str, float] | None:
     """The output with the lowest SNR against the float model (name, dB), or None."""
-    rated = [(o["name"], o["snr_db"]) for o in fidelity.get("outputs", []) if o.get("snr_db") is not None]
+    rated = [
+        (str(o.get("name")), float(snr))
+        for o in _json_objects(fidelity.get("outputs"))
+        if isinstance(snr := o.get("snr_db"), (int, float))
+    ]
     return min(rated, key=lambda item: item[1]) if rated else None
 
 
@@ -241,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "lock":
         from .artifacts import main_lock
 
-        return main_lock(args)
+        return main_lock(args, main)
     return _build(args, argv)
 
 
@@ -291,15 +307,15 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             )
             return EXIT_USER_ERROR
         raise
-    report = result.report
+    report = BuildReport.from_dict(result.report)
     for warning in result.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     if not args.quiet:
         for note in result.notes:
             print(note)
-    if report["calibration"]["random"]:
-        print(f"WARNING: {args.name}: {report['calibration']['warning']}", file=sys.stderr)
-    for warning in report.get("warnings", []):
+    if report.calibration.random:
+        print(f"WARNING: {args.name}: {report.calibration.warning}", file=sys.stderr)
+    for warning in report.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     if not args.quiet:
         print(_summary(report, written, decl.out_dir))

@@ -21,12 +21,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .errors import StreamingConversionError
 from .verify import STREAM_SEED, ComparedChunk, VerifyResult, _aligned, _comparable
+
+if TYPE_CHECKING:
+    from .declaration import Declaration
+    from .quantize import QuantizeResult
+    from .recurrent_state import StateSpec
+    from .report import JSONObject, JSONValue
 
 REWRITE = "the GRU/LSTM state rewrite"
 REWRITE_SEED = 2024
@@ -76,7 +82,7 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def _initial_state(spec: Any) -> np.ndarray:
+def _initial_state(spec: StateSpec) -> np.ndarray:
     shape = tuple(int(d) for d in spec.shape)
     initial = spec.initial  # the learned initial state; None: zeros
     if initial is None:
@@ -96,13 +102,13 @@ def _excess(have: np.ndarray, want: np.ndarray) -> tuple[float, float, bool]:
 
 
 def check_rewrite(
-    model: str, original: bytes, rewritten: bytes, states: Sequence[Any], input_shape: Sequence[int]
-) -> dict[str, Any]:
+    model: str, original: bytes, rewritten: bytes, states: Sequence[StateSpec], input_shape: Sequence[int]
+) -> JSONObject:
     """Run the original and the rewritten float graph on one seeded input at `input_shape` (each state
     input fed the state the original starts from) and require every original output to exist in the
     rewritten graph under its name with equal values.  Returns the report record; raises
     StreamingConversionError when the rewrite changed what the model computes."""
-    record: dict[str, Any] = {"rewrite": REWRITE, "changed": bool(states), "checked": False}
+    record: JSONObject = {"rewrite": REWRITE, "changed": bool(states), "checked": False}
     tolerance = f"|diff| <= {REWRITE_ATOL:g} * max|output| + {REWRITE_RTOL:g} * |output|"
     if not states:
         record["note"] = "the model has no GRU/LSTM: the graph was not rewritten (nothing to compare)"
@@ -153,7 +159,7 @@ def check_rewrite(
             f"{model}: after {REWRITE} onnxruntime cannot run the float model ({_short(exc)}), while it runs the "
             f"original; {defect}"
         ) from exc
-    outputs = []
+    outputs: list[JSONValue] = []
     for name, ref in want.items():
         got = have.get(name)
         if got is None:
@@ -461,7 +467,7 @@ def _exported_frames(logical: np.ndarray, perm: Sequence[int] | None) -> np.ndar
     return np.ascontiguousarray(_to_exported(logical, perm)[0])
 
 
-def _common(decl: Any, q: Any) -> dict[str, Any]:
+def _common(decl: Declaration, q: QuantizeResult) -> dict[str, Any]:
     return {
         "perms": q.layout_perms,
         "leads": q.plan.output_leads(),
@@ -474,7 +480,7 @@ def _common(decl: Any, q: Any) -> dict[str, Any]:
 
 
 def measure_on_frames(
-    decl: Any, q: Any, v: VerifyResult, logical: np.ndarray, max_frames: int, what: str
+    decl: Declaration, q: QuantizeResult, v: VerifyResult, logical: np.ndarray, max_frames: int, what: str
 ) -> dict[str, Any]:
     """The streaming model against the float model on float frames `logical` ([1, C, T(, F)], the float
     model's layout), at most `max_frames` of them, streamed chunk by chunk from a fresh state."""
@@ -496,7 +502,7 @@ def measure_on_frames(
     return result
 
 
-def fidelity_report(decl: Any, q: Any, v: VerifyResult) -> dict[str, Any]:
+def fidelity_report(decl: Declaration, q: QuantizeResult, v: VerifyResult) -> JSONObject:
     """The report's `fidelity`: the streaming model against the user's float model on the calibration
     frames (representative inputs, the ones the exponents were chosen for) and on the verification
     stream, plus the float-equivalence record of every graph rewrite."""

@@ -1,7 +1,7 @@
 """The C++ host engine (``host/`` and ``src/host/`` of the component), from Python.
 
 ESP-DL runs only on chips.  The host engine is our own C++ implementation of the
-simulator's integer semantics (:mod:`espdl_streaming.espdl.simulate`): it opens the same
+simulator's integer semantics (:mod:`espdl_streaming.espdl.simulator`): it opens the same
 ``.espdl`` bytes and computes the same integers, so the generated glue can run on a host
 (ESP-IDF's ``linux`` target, plain CMake builds) and the two implementations can check
 each other.
@@ -53,7 +53,7 @@ _OUTPUT_DTYPES = (*_INT_DTYPES, "float32")
 
 def _engine_sources() -> list[Path]:
     """Every file the engine build reads: its hash decides whether to rebuild."""
-    files = [_ROOT / "cmake" / "espdl_streaming.cmake"]
+    files = [_ROOT / "cmake" / "espdl_streaming.cmake", _ROOT / "cmake" / "espdl_streaming_sources.cmake"]
     for folder, patterns in (
         (_ROOT / "host", ("*.cpp", "*.hpp", "CMakeLists.txt")),
         (_ROOT / "src", ("*.cpp", "*.hpp")),

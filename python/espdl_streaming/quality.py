@@ -18,12 +18,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .declaration import Declaration
 from .errors import QualityGateError
+
+if TYPE_CHECKING:  # quantize.py imports this module
+    from .quantize import QuantizeResult
+    from .verify import VerifyResult
 
 #: Evaluation data held out of the calibration data when no EVAL is given: this fraction, at least one.
 HELD_OUT_FRACTION = 0.25
@@ -283,11 +287,12 @@ def saturation_problems(decl: Declaration, quality: dict[str, Any]) -> list[str]
     ]
 
 
-def quality_report(decl: Declaration, q: Any, v: Any) -> dict[str, Any]:
+def quality_report(decl: Declaration, q: QuantizeResult, v: VerifyResult) -> dict[str, Any]:
     """The report's `quality` (without `gate` and `auto`, which the build adds)."""
     from .fidelity import measure_on_frames
 
-    ev: Evaluation = q.evaluation
+    ev = q.evaluation
+    assert ev is not None  # quantize() always measures on evaluation data
     logical = np.concatenate(ev.samples, axis=decl.time_axis)
     measured = measure_on_frames(decl, q, v, logical, MAX_EVAL_FRAMES, "the evaluation data, samples back to back")
     outputs = [

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import __version__
 from .declaration import Declaration
@@ -29,6 +29,12 @@ from .facts import GATHER_FROM_END_PREFIX, OUTPUT_TIME_AXIS_PREFIX, rounding_for
 from .quality import LAYER_EVAL_SAMPLES, Evaluation, LayerQuality, measure_layers, split_evaluation
 from .recurrent_state import StateSpec, expose_recurrent_state, initial_state_metadata
 from .streaming_table import StreamingPlan, apply_plan, plan_streaming
+
+if TYPE_CHECKING:  # numpy is imported when quantize() runs
+    import numpy as np
+    import numpy.typing as npt
+
+    from .report import JSONObject
 
 # Initial states the calibration data gets for exposed GRU/LSTM states: the exponents esp-ppq picks
 # for them do not matter (ESP-DL copies the state in as raw integers), but esp-ppq needs a range.
@@ -47,6 +53,9 @@ def _calibration_state(spec: StateSpec, rng: Any) -> Any:
 
 @dataclass
 class QuantizeResult:
+    """What the quantize stage hands to verify, fidelity, quality and the build: both exported models, the
+    streaming plan, the calibration facts and esp-ppq's per-layer values and measures."""
+
     offline_bytes: bytes
     streaming_bytes: bytes
     plan: StreamingPlan
@@ -65,16 +74,16 @@ class QuantizeResult:
     float_reference: str = ""
     float_reference_note: str | None = None
     # The float-equivalence check of the graph rewrites (fidelity.check_rewrite's record).
-    rewrite_check: dict[str, Any] = field(default_factory=dict)
+    rewrite_check: JSONObject = field(default_factory=dict)
     # esp-ppq's layout permutation per graph input/output: exported = transpose(float, perm).
     layout_perms: dict[str, list[int]] = field(default_factory=dict)
     # The calibration samples back to back on the time axis (float-model layout): representative
     # frames for the fidelity measure.
-    calibration_frames: Any = None
+    calibration_frames: npt.NDArray[np.float32] | None = None
     # esp-ppq's own value of every intermediate tensor on the offline model's test input, as the
     # exported integers (exported layout): the per-layer reference that localizes a disagreement
     # between the simulator and esp-ppq (verify._check_offline_test_values).
-    layer_values: dict[str, Any] = field(default_factory=dict)
+    layer_values: dict[str, np.ndarray] = field(default_factory=dict)
     # Quality (quality.py): the evaluation data and esp-ppq-side per-layer measures on it.
     evaluation: Evaluation | None = None
     layer_quality: LayerQuality | None = None

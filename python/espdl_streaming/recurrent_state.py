@@ -15,8 +15,8 @@ layer has no initial state, or the constant (a learned ``h0``) it was given, rec
 from the input cannot be carried and is refused.  A last state the user's model returns (a
 ``(y, h_n)`` forward) stays a model output under its own name and is the very tensor the
 glue loops back (its name recorded in the model's metadata).  ESP-DL copies the initial state
-into the layer as raw integers, which makes the loop-back exact: see espdl/recurrent.py.  Nodes that cannot stream are
-refused here, before esp-ppq runs: plain RNNs (ESP-DL has none), reverse or bidirectional
+into the layer as raw integers, which makes the loop-back exact: see espdl/ops/recurrent.py.  Nodes that cannot
+stream are refused here, before esp-ppq runs: plain RNNs (ESP-DL has none), reverse or bidirectional
 layers (they read future frames), batch-first layouts, sequence lengths.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from .errors import StreamingConversionError
+from .espdl.ops.kernels import quantize
 from .espdl.reader import EspdlModel
-from .espdl.simulate import quantize
 from .espdl.state import encode_initial_state
 from .facts import (
     META_STATE_INITIAL,

@@ -1,6 +1,7 @@
 """The human-readable quality page of a build: ``NAME.report.html``, and its terminal text.
 
-:func:`render_html` turns a ``NAME.report.json`` (a dict) into one self-contained HTML page:
+:func:`render_html` turns a build report (a :class:`~espdl_streaming.report.BuildReport`, or the JSON
+object of a ``NAME.report.json``) into one self-contained HTML page:
 inline CSS and inline SVG only, no script, no network, readable in light and dark mode, the same
 bytes for the same report.  :func:`render_text` is the compact terminal version of the same
 content (plain ASCII, lines of at most 100 characters).  :func:`main_report` is
@@ -8,7 +9,9 @@ content (plain ASCII, lines of at most 100 characters).  :func:`main_report` is
 
 Both renderers read the report through the same extraction helpers (one per section), so the
 page and the text always say the same thing.  Every section degrades to "not measured" when
-its keys are absent (reports written before the quality measurement have no ``quality``).
+its keys are absent (reports written before the quality measurement have no ``quality``): that is
+why the renderers read the JSON object by key, defensively, rather than the typed BuildReport
+(which only accepts reports of this version's exact format).
 Every string taken from the report is escaped in the page.
 """
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ReportInputError
+from .report import BuildReport, JSONValue, as_json_object
 
 EXIT_USER_ERROR = 2
 TEXT_WIDTH = 100
@@ -706,8 +710,9 @@ def _h_note(text: str, cls: str = "note") -> str:
     return f'<p class="{cls}">{html.escape(text)}</p>'
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(built: BuildReport | Mapping[str, JSONValue]) -> str:
     """The report as one self-contained, deterministic HTML page (inline CSS and SVG, no script)."""
+    report = as_json_object(built)
     e = html.escape
     name, target, scheme = _name(report), _target(report), _scheme(report)
     title = f"{name}: {target}, {scheme}"
@@ -860,8 +865,9 @@ def _t_items(items: Sequence[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def render_text(report: dict[str, Any]) -> str:
+def render_text(built: BuildReport | Mapping[str, JSONValue]) -> str:
     """The same content as the page, compact, for a terminal: plain ASCII, lines <= 100 characters."""
+    report = as_json_object(built)
     name, target, scheme = _name(report), _target(report), _scheme(report)
     lines: list[str] = _t_wrap(f"{name}: {target}, {scheme} -- quality report", indent="")
     lines.append("declaration")

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from .espdl import (
     state_pairs,
 )
 from .facts import CHIP_TO_PPQ_TARGET
+from .report import BuildReport
 
 IntChunk = dict[str, np.ndarray]
 IntEngine = Callable[[list[IntChunk]], list[IntChunk]]
@@ -121,8 +122,8 @@ def resolve_target(model_path: Path, model_bytes: bytes, target: str | None) -> 
             raise RunError(
                 f"{model_path}: no --target given and {problem}: pass --target CHIP (the chip it was built for)"
             )
-        built = report.get("target")
-        if not isinstance(built, str) or built.lower() not in CHIP_TO_PPQ_TARGET:
+        built = report.target
+        if built.lower() not in CHIP_TO_PPQ_TARGET:
             raise RunError(f"{report_path}: no valid 'target' in the build report ({built!r}): pass --target CHIP")
         return built.lower(), []
     chip = target.lower()
@@ -131,27 +132,30 @@ def resolve_target(model_path: Path, model_bytes: bytes, target: str | None) -> 
             f"--target '{target}' is not an ESP-IDF chip ESP-DL supports: use one of "
             f"{', '.join(sorted(CHIP_TO_PPQ_TARGET))}"
         )
-    built = report.get("target") if report else None
-    if isinstance(built, str) and rounding_for_target(built) != rounding_for_target(chip):
+    built_for = report.target if report else None
+    if built_for is not None and rounding_for_target(built_for) != rounding_for_target(chip):
         return chip, [
-            f"{model_path.name} was built for {built} (rounding {rounding_for_target(built)}); running it with "
-            f"{chip}'s rounding ({rounding_for_target(chip)}) as --target asks"
+            f"{model_path.name} was built for {built_for} (rounding {rounding_for_target(built_for)}); running it "
+            f"with {chip}'s rounding ({rounding_for_target(chip)}) as --target asks"
         ]
     return chip, []
 
 
-def _read_report(path: Path, model_bytes: bytes) -> tuple[dict[str, Any] | None, str]:
+def _read_report(path: Path, model_bytes: bytes) -> tuple[BuildReport | None, str]:
     """The build report of this model, or None and why not."""
     try:
-        report = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return None, f"no build report {path} to read it from"
     except (OSError, ValueError) as exc:
         return None, f"the build report {path} cannot be read ({exc})"
-    if not isinstance(report, dict):
+    if not isinstance(data, dict):
         return None, f"{path} is not a build report (not a JSON object)"
-    sha = report.get("espdl_sha256")
-    if sha is not None and sha != hashlib.sha256(model_bytes).hexdigest():
+    try:
+        report = BuildReport.from_dict(data)
+    except ValueError as exc:
+        return None, f"the build report {path} cannot be read ({exc})"
+    if report.espdl_sha256 != hashlib.sha256(model_bytes).hexdigest():
         return None, f"the build report {path} describes another build of the model (espdl_sha256 differs)"
     return report, ""
 
@@ -264,14 +268,14 @@ def python_engine(model: EspdlModel, rounding: Rounding) -> IntEngine:
     return run
 
 
-def host_engine(model_path: Path, rounding: Rounding) -> IntEngine:
-    """The C++ runtime built for the host; it loops the state back itself."""
+def host_runtime_engine(model_path: Path, rounding: Rounding) -> IntEngine:
+    """The C++ runtime built for the host (module host_engine); it loops the state back itself."""
 
     def run(chunks: list[IntChunk]) -> list[IntChunk]:
-        from . import host_engine  # builds C++: only when asked for
+        from .host_engine import build_host_engine, run_int_chunks  # builds C++: only when asked for
 
-        exe = host_engine.build_host_engine()
-        return host_engine.run_int_chunks(exe, model_path, rounding, chunks)
+        exe = build_host_engine()
+        return run_int_chunks(exe, model_path, rounding, chunks)
 
     return run
 
@@ -363,5 +367,5 @@ def plan_run(model_path: Path, frames_path: Path, out: Path, *, target: str | No
     chip, warnings = resolve_target(model_path, model_bytes, target)
     rounding = rounding_for_target(chip)
     frames = load_frames(frames_path, spec)
-    int_engine = python_engine(model, rounding) if engine == "python" else host_engine(model_path, rounding)
+    int_engine = python_engine(model, rounding) if engine == "python" else host_runtime_engine(model_path, rounding)
     return RunPlan(model_path, spec, frames, chip, rounding, int_engine, warnings)

@@ -8,21 +8,22 @@ the runner and the C++ quantizer are checked against this file's float64 referen
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import shutil
 import struct
 import subprocess
 import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from glue_fixture import CHUNK, CHUNKS, FEATURES, example_glue, example_glue_dict, fake_espdl, reference_quantize
 
 from espdl_streaming.codegen import c_identifier, c_string, float_literal, output_identifiers, render_glue
+from espdl_streaming.glue import Glue
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_SOURCES = ["quantize.cpp", "stream_runner.cpp", "self_test.cpp", "no_backend.cpp"]
+RUNTIME_SOURCES = ["quantize.cpp", "stream_runner.cpp", "self_test.cpp", "model_loader.cpp", "no_backend.cpp"]
 CXXFLAGS = [
     "-std=gnu++17",
     "-g",
@@ -35,89 +36,19 @@ CXXFLAGS = [
     "-Wextra",
     "-Werror",
 ]
-DTYPE_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
-
-CHUNK, FEATURES, CHUNKS = 3, 5, 9
-OUTPUTS: list[dict[str, Any]] = [  # sorted by name, as ESP-DL orders them
-    {"name": "logits", "shape": [1, 4], "dtype": "int8", "exponent": -3},
-    {"name": "state/h:0", "shape": [1, 2, 3], "dtype": "int16", "exponent": -7},
-]
-
-
-def reference_quantize(x: np.ndarray, exponent: int, rounding: str, dtype: str) -> np.ndarray:
-    """The simulator's rule: float64 math on float32 inputs, NaN -> 0, saturate."""
-    v = np.asarray(x, dtype=np.float32).astype(np.float64) * 2.0 ** (-exponent)
-    q = np.rint(v) if rounding == "half_even" else np.floor(v + 0.5)
-    q = np.where(np.isnan(q), 0.0, q)
-    lo, hi = DTYPE_RANGE[dtype]
-    return np.clip(q, lo, hi).astype(np.int64)
-
-
-def fake_model(chunks_q: np.ndarray) -> list[np.ndarray]:
-    """Outputs per chunk: a fixed integer map of the quantized chunk plus a running state."""
-    rng = np.random.default_rng(5)
-    weights = [rng.integers(-2, 3, size=(CHUNK * FEATURES, int(np.prod(o["shape"])))) for o in OUTPUTS]
-    results: list[list[np.ndarray]] = [[] for _ in OUTPUTS]
-    state = 0
-    for q in chunks_q:
-        for o, out in enumerate(OUTPUTS):
-            lo, hi = DTYPE_RANGE[out["dtype"]]
-            scale = 1 if out["dtype"] == "int8" else 37
-            results[o].append(np.clip((q @ weights[o]) * scale + state, lo, hi))
-        state += int(q[0]) - int(q[-1])
-    return [np.array(r, dtype=np.int64) for r in results]
-
-
-def golden_frames() -> np.ndarray:
-    rng = np.random.default_rng(11)
-    frames = rng.normal(0.0, 1.5, size=(CHUNKS * CHUNK + 2, FEATURES)).astype(np.float32)
-    flat = frames.reshape(-1)
-    # exact halfway points at the input exponent (-5), and values that saturate
-    flat[::4] = (rng.integers(-300, 300, size=flat[::4].size) + 0.5) / 32.0
-    flat[1::9] = rng.choice([-9.0, 7.0, 3.98, -4.01], size=flat[1::9].size)
-    return frames
-
-
-def fake_espdl(size: int = 4096, seed: int = 1) -> bytes:
-    """Stand-in .espdl bytes: an EDL2 header describing `size` bytes, then noise."""
-    body = np.random.default_rng(seed).integers(0, 256, size - 16, dtype=np.uint8).tobytes()
-    return b"EDL2" + struct.pack("<III", 0, size - 16, 0) + body
-
-
-def make_glue(rounding: str = "half_even", placement: dict[str, str] | None = None) -> dict[str, Any]:
-    frames = golden_frames()
-    q = reference_quantize(frames[: CHUNKS * CHUNK], -5, rounding, "int8").reshape(CHUNKS, CHUNK * FEATURES)
-    return {
-        "name": "kws",
-        "target": "esp32p4" if rounding == "half_even" else "esp32s3",
-        "command_line": "python -m espdl_streaming build --name kws --model model.py:make",
-        "espdl_versions": ">=3.3.8,<4.0.0",
-        "chunk_frames": CHUNK,
-        "feature_dim": FEATURES,
-        "rounding": rounding,
-        "input": {"name": "input.1", "shape": [1, CHUNK, FEATURES], "dtype": "int8", "exponent": -5},
-        "outputs": [dict(o) for o in OUTPUTS],
-        "placement": placement or {"kind": "rodata", "symbol": "espdl_streaming_kws_espdl"},
-        "golden": {"frames": frames, "chunks": CHUNKS, "outputs": fake_model(q)},
-        "espdl": fake_espdl(),
-        "espdl_bytes": 4096,
-        "cache_bytes": 80,
-        "macs_per_chunk": 1234,
-    }
-
-
 # ---------------------------------------------------------------- rendering, no compiler
 
 
 def test_render_is_deterministic_and_records_command_line() -> None:
-    hpp, cpp = render_glue(make_glue())
-    assert (hpp, cpp) == render_glue(make_glue())
+    hpp, cpp = render_glue(example_glue())
+    assert (hpp, cpp) == render_glue(example_glue())
     for text in (hpp, cpp):
         assert "Do not edit" in text
         assert "// python -m espdl_streaming build --name kws --model model.py:make\n" in text
     assert "class kws {" in hpp
     assert "namespace espdl_streaming::models {" in hpp
     assert re.findall(r'#include "([^"]+)"', hpp) == [
+        "espdl_streaming/backend.hpp",
         "espdl_streaming/model_interface.hpp",
         "espdl_streaming/port.hpp",
         "espdl_streaming/self_test.hpp",
@@ -131,48 +62,55 @@ def test_render_is_deterministic_and_records_command_line() -> None:
 
 
 def test_partition_placement() -> None:
-    _, cpp = render_glue(make_glue(placement={"kind": "partition", "label": "model"}))
-    assert '{placement::partition, nullptr, "model", k_spec.round_mode}' in cpp
+    _, cpp = render_glue(example_glue(placement={"kind": "partition", "label": "model"}))
+    assert "/* .where = */ placement::partition,\n" in cpp
+    assert '/* .partition_label = */ "model",\n' in cpp
     assert "extern" not in cpp
+    # init() is the same text for both placements: the runtime's load_model() reads either.
+    _, rodata_cpp = render_glue(example_glue())
+    init = re.compile(r"esp_err_t kws::init\(\)\n\{.*?\n\}\n", re.S)
+    assert init.search(cpp) and init.search(cpp)[0] == init.search(rodata_cpp)[0]
+    assert "load_model(k_source, &m_loaded)" in cpp
 
 
 def test_digest_is_the_crc32_of_the_espdl_bytes() -> None:
     for placement in ({"kind": "partition", "label": "model"}, None):
-        glue = make_glue(placement=placement)
+        glue = example_glue(placement=placement)
         hpp, cpp = render_glue(glue)
-        digest = zlib.crc32(glue["espdl"])
+        assert glue.espdl is not None
+        digest = zlib.crc32(glue.espdl)
         assert f"static constexpr uint32_t espdl_crc32 = 0x{digest:08x}u;" in hpp
         if placement:
-            # chips: the runtime maps and checks the partition; linux: the generated code checks its mapping
-            assert 'check_partition_model(TAG, "model", espdl_bytes, espdl_crc32)' in cpp
-            assert 'check_partition_bytes(TAG, "model", bytes, espdl_bytes, espdl_crc32)' in cpp
+            # load_model() checks the partition's first espdl_bytes bytes against the digest
+            assert "/* .check_crc32 = */ true,\n    /* .espdl_crc32 = */ kws::espdl_crc32,\n" in cpp
         else:
-            assert "check_linked_model(TAG, espdl_streaming_kws_espdl, espdl_bytes)" in cpp
-    other = make_glue()
-    other["espdl"] = fake_espdl(seed=2)
-    assert render_glue(other)[0] != render_glue(make_glue())[0]
+            # the linked bytes: only their header's size (they cannot be stale)
+            assert "/* .rodata = */ espdl_streaming_kws_espdl,\n" in cpp
+            assert "/* .check_crc32 = */ false," in cpp
+        assert "/* .espdl_bytes = */ kws::espdl_bytes,\n" in cpp
+    other = dataclasses.replace(example_glue(), espdl=fake_espdl(seed=2))
+    assert render_glue(other)[0] != render_glue(example_glue())[0]
     # A digest given instead of the bytes is used as it is; with both, they must agree.
-    given = make_glue(placement={"kind": "partition", "label": "model"})
+    given = example_glue_dict(placement={"kind": "partition", "label": "model"})
     digest = zlib.crc32(given.pop("espdl"))
     given["espdl_crc32"] = digest
-    assert f"espdl_crc32 = 0x{digest:08x}u;" in render_glue(given)[0]
+    assert f"espdl_crc32 = 0x{digest:08x}u;" in render_glue(Glue.from_dict(given))[0]
     given["espdl"] = fake_espdl(seed=2)
     with pytest.raises(ValueError, match="is not the CRC-32"):
-        render_glue(given)
+        Glue.from_dict(given)
 
 
 def test_without_the_espdl_bytes_the_partition_is_not_checked() -> None:
-    glue = make_glue(placement={"kind": "partition", "label": "model"})
-    del glue["espdl"]
+    glue = dataclasses.replace(example_glue(placement={"kind": "partition", "label": "model"}), espdl=None)
     hpp, cpp = render_glue(glue)
-    assert "espdl_crc32" not in hpp + cpp
-    assert "check_partition" not in cpp
+    assert "espdl_crc32" not in hpp and "::espdl_crc32" not in cpp
+    assert "/* .check_crc32 = */ false," in cpp
     assert "not checked" in hpp
 
 
 @pytest.mark.parametrize("change", ["length", "header", "magic"])
 def test_inconsistent_espdl_bytes_are_rejected(change: str) -> None:
-    glue = make_glue()
+    glue = example_glue_dict()
     if change == "length":
         glue["espdl_bytes"] = 4000
     elif change == "header":
@@ -180,7 +118,7 @@ def test_inconsistent_espdl_bytes_are_rejected(change: str) -> None:
     else:
         glue["espdl"] = b"PDL2" + glue["espdl"][4:]
     with pytest.raises(ValueError, match="espdl"):
-        render_glue(glue)
+        Glue.from_dict(glue)
 
 
 def test_identifiers() -> None:
@@ -213,15 +151,14 @@ def test_literals() -> None:
 
 
 def test_command_line_cannot_escape_the_comment() -> None:
-    glue = make_glue()
-    glue["command_line"] = "build --x 'a\nb' c\\"
+    glue = dataclasses.replace(example_glue(), command_line="build --x 'a\nb' c\\")
     hpp, _ = render_glue(glue)
     assert "// build --x 'a b' c\\ #\n" in hpp
 
 
 @pytest.mark.parametrize("change", ["unsorted", "elements", "golden_shape", "golden_range", "name", "dtype"])
 def test_inconsistent_glue_is_rejected(change: str) -> None:
-    glue = make_glue()
+    glue = example_glue_dict()
     if change == "unsorted":
         glue["outputs"].reverse()
         glue["golden"]["outputs"].reverse()
@@ -236,7 +173,7 @@ def test_inconsistent_glue_is_rejected(change: str) -> None:
     elif change == "dtype":
         glue["outputs"][0]["dtype"] = "float32"
     with pytest.raises(ValueError):
-        render_glue(glue)
+        Glue.from_dict(glue)
 
 
 # ---------------------------------------------------------------- compiled with g++
@@ -373,11 +310,11 @@ def c_array(name: str, ctype: str, values: np.ndarray) -> str:
     return f"static const {ctype} {name}{dims} = {{{body}}};\n"
 
 
-def make_test_data(glue: dict[str, Any]) -> str:
+def make_test_data(glue: Glue) -> str:
     """What the double and main compare against, computed independently of the generated code."""
-    frames = np.asarray(glue["golden"]["frames"], dtype=np.float32)
-    chunks_q = reference_quantize(frames[: CHUNKS * CHUNK], -5, glue["rounding"], "int8")
-    true_outputs = make_glue(glue["rounding"])["golden"]["outputs"]  # uncorrupted
+    frames = np.asarray(glue.golden.frames, dtype=np.float32)
+    chunks_q = reference_quantize(frames[: CHUNKS * CHUNK], -5, glue.rounding, "int8")
+    true_outputs = example_glue(glue.rounding).golden.outputs  # uncorrupted
     return "".join(
         [
             "#pragma once\n#include <cstdint>\n",
@@ -392,9 +329,7 @@ def make_test_data(glue: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def runtime_objects(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    if shutil.which("g++") is None:
-        pytest.fail("g++ is required to compile the generated code")
+def runtime_objects(tmp_path_factory: pytest.TempPathFactory, gxx: str) -> list[Path]:
     out = tmp_path_factory.mktemp("runtime")
     objects = []
     for source in RUNTIME_SOURCES:
@@ -414,7 +349,7 @@ def blob_source(header: bytes) -> str:
 
 
 def build_and_run(
-    glue: dict[str, Any], work: Path, objects: list[Path], linked: bytes | None = None
+    glue: Glue, work: Path, objects: list[Path], linked: bytes | None = None
 ) -> tuple[dict[str, int], str]:
     """Compile the generated class with the test main; return its key=value lines and its log.
 
@@ -424,7 +359,9 @@ def build_and_run(
     (work / "kws.cpp").write_text(cpp)
     (work / "test_data.h").write_text(make_test_data(glue))
     (work / "main.cpp").write_text(TEST_MAIN)
-    (work / "blob.cpp").write_text(blob_source(glue["espdl"] if linked is None else linked))
+    espdl = glue.espdl if linked is None else linked
+    assert espdl is not None
+    (work / "blob.cpp").write_text(blob_source(espdl))
     exe = work / "kws_test"
     subprocess.run(
         [
@@ -451,7 +388,7 @@ def build_and_run(
 
 @pytest.mark.parametrize("rounding", ["half_even", "half_up"])
 def test_generated_class_streams_golden_data(rounding: str, tmp_path: Path, runtime_objects: list[Path]) -> None:
-    result, _ = build_and_run(make_glue(rounding), tmp_path, runtime_objects)
+    result, _ = build_and_run(example_glue(rounding), tmp_path, runtime_objects)
     assert result["init_default"] == 0x106  # ESP_ERR_NOT_SUPPORTED: no engine on plain host builds
     assert result["init"] == 0
     assert result["init_again"] == 0x103  # ESP_ERR_INVALID_STATE
@@ -467,7 +404,7 @@ def test_generated_class_streams_golden_data(rounding: str, tmp_path: Path, runt
 
 
 def test_rodata_init_refuses_a_linked_model_of_another_size(tmp_path: Path, runtime_objects: list[Path]) -> None:
-    result, log = build_and_run(make_glue(), tmp_path, runtime_objects, linked=fake_espdl(4112))
+    result, log = build_and_run(example_glue(), tmp_path, runtime_objects, linked=fake_espdl(4112))
     assert result["init_default"] == 0x10A  # ESP_ERR_INVALID_VERSION, before any engine is asked
     assert result["init"] == 0  # an injected engine is not checked
     line = "E (kws): the .espdl linked into the app is not this class's model: its header describes 4112 bytes, "
@@ -533,18 +470,16 @@ def test_partition_check_uses_zlibs_crc32_and_names_the_fix(tmp_path: Path) -> N
 
 
 def test_self_test_fails_on_corrupted_golden(tmp_path: Path, runtime_objects: list[Path]) -> None:
-    glue = make_glue()
+    glue = example_glue_dict()
     glue["golden"]["outputs"][1][5, 4] += 1
-    result, log = build_and_run(glue, tmp_path, runtime_objects)
+    result, log = build_and_run(Glue.from_dict(glue), tmp_path, runtime_objects)
     assert result["output_mismatches"] == 0  # the stream itself matches the true outputs
     assert result["self_test"] == -1  # ESP_FAIL
     assert "chunk 5, output 'state/h:0', element 4" in log
 
 
-def test_host_ctest_project(tmp_path: Path) -> None:
-    cmake = shutil.which("cmake")
-    assert cmake is not None, "cmake is required for the host runtime tests"
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+def test_host_ctest_project(tmp_path: Path, cmake: str, ninja: str) -> None:
+    generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
     build = tmp_path / "build"
     subprocess.run(
         [cmake, "-S", str(ROOT / "tests" / "host"), "-B", str(build), *generator],

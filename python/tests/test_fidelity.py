@@ -178,7 +178,7 @@ def _snr(fid: dict[str, Any]) -> float:
 
 
 def test_report_has_fidelity_and_16_bit_is_more_faithful(example: dict[int, Any]) -> None:
-    fid8, fid16 = example[8][3]["fidelity"], example[16][3]["fidelity"]
+    fid8, fid16 = example[8][3].fidelity, example[16][3].fidelity
     for fid in (fid8, fid16):
         assert {"reference", "input", "chunks", "outputs", "verification_stream", "rewrites"} <= set(fid)
         assert "dynamic time axis" in fid["reference"] and "calibration data" in fid["input"]
@@ -204,7 +204,7 @@ def test_a_different_float_model_gets_a_low_snr(example: dict[int, Any], tmp_pat
                     dynamic_axes={"input": {2: "frames"}})  # fmt: skip
     wrong = F.fidelity_report(decl, dataclasses.replace(q, float_onnx=other), v)
     assert _snr(wrong) < 3.0 and _snr(wrong["verification_stream"]) < 3.0
-    assert _snr(wrong) < _snr(example[8][3]["fidelity"]) - 15.0
+    assert _snr(wrong) < _snr(example[8][3].fidelity) - 15.0
 
 
 def test_fixed_length_float_model_is_compared_on_declared_windows(example: dict[int, Any], tmp_path: Path) -> None:
@@ -217,7 +217,7 @@ def test_fixed_length_float_model_is_compared_on_declared_windows(example: dict[
                              chunk_frames=3, receptive_field=q.plan.receptive_field, recurrent=False)  # fmt: skip
     # Chunks ending at frame 24 and 27 (the stream's chunks 7 and 8) have a declared-length window.
     assert got["chunks"] == 2 and got["skipped_chunks"] == 6 and "window of the declared 24 frames" in got["reference"]
-    assert abs(_snr(got) - _snr(report["fidelity"]["verification_stream"])) < 6.0
+    assert abs(_snr(got) - _snr(report.fidelity["verification_stream"])) < 6.0
 
 
 def test_recurrent_model_with_time_axis_output(tmp_path: Path) -> None:
@@ -248,6 +248,6 @@ def test_snr_is_capped_when_exact_and_null_without_signal() -> None:
 def test_json_safe(example: dict[int, Any]) -> None:
     import json
 
-    text = json.dumps(example[16][3]["fidelity"], allow_nan=False)
+    text = json.dumps(example[16][3].fidelity, allow_nan=False)
     assert "NaN" not in text and "Infinity" not in text
     assert isinstance(io.StringIO(text).read(), str)

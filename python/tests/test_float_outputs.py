@@ -22,6 +22,7 @@ from host_project import build_and_run
 from espdl_streaming.codegen import render_glue
 from espdl_streaming.espdl import LoopedSimulator, load_espdl, quantize
 from espdl_streaming.espdl.reader import EspdlModel, Node, ValueInfo
+from espdl_streaming.glue import Glue
 from espdl_streaming.verify import TensorSpec, _float_test_rtol, _random_stream, _test_value_difference
 
 ZOO = Path(__file__).resolve().parent / "zoo" / "faithful_ops.py"
@@ -51,7 +52,9 @@ def test_report_and_generated_code_describe_a_float32_output(per_frame: tuple[Pa
     hpp = (out / "softmax_per_frame.hpp").read_text()
     cpp = (out / "softmax_per_frame.cpp").read_text()
     assert "static constexpr dtype output_dtype = dtype::float32;" in hpp
-    assert '{"output", dtype::float32, 0, 3, {1, 4, 5, 0}, 20},' in cpp
+    spec_line = '{"output", dtype::float32, /* exponent */ 0, /* ndim */ 3, /* shape */ {1, 4, 5, 0}, '
+    spec_line += "/* elements */ 20},"
+    assert spec_line in cpp
     assert "alignas(16) const float k_golden_output_0[" in cpp
     # The golden literals are the streaming model's float32 outputs, exactly.
     body = cpp.split("k_golden_output_0[")[1].split("};")[0].split("= {")[1]
@@ -123,8 +126,8 @@ template <typename M> int check(M &m, const char *name)
         s.differ += r.raw[0].type != dtype::float32;
         return ESP_OK;
     };
-    m.reset();
-    m.push(M::golden().frames, M::golden().chunk_count * M::chunk_frames, cb, &seen);
+    failures += m.reset() != ESP_OK;
+    failures += m.push(M::golden().frames, M::golden().chunk_count * M::chunk_frames, cb, &seen) != ESP_OK;
     failures += seen.differ != 0 || seen.chunks != static_cast<int>(M::golden().chunk_count);
 
     // The self test compares floats bit for bit: one golden value one ulp off fails it.
@@ -239,7 +242,7 @@ def _float_glue() -> dict:
 
 def test_codegen_float_outputs() -> None:
     glue = _float_glue()
-    hpp, cpp = render_glue(glue)
+    hpp, cpp = render_glue(Glue.from_dict(glue))
     assert "static constexpr dtype probs_dtype = dtype::float32;" in hpp
     assert "static constexpr int probs_exponent = 0;  // float32: real values, never scaled" in hpp
     body = cpp.split("k_golden_output_0[2 * fm::probs_elements] = {")[1].split("};")[0]
@@ -248,12 +251,12 @@ def test_codegen_float_outputs() -> None:
     bad = _float_glue()
     bad["golden"]["outputs"] = [bad["golden"]["outputs"][0].astype(np.float64)]
     with pytest.raises(ValueError, match="must be float32"):
-        render_glue(bad)
+        Glue.from_dict(bad)
     bad = _float_glue()
     bad["input"] = {"name": "in", "shape": [1, 2, 3], "dtype": "float32", "exponent": None}
     with pytest.raises(ValueError, match="is not one of"):
-        render_glue(bad)  # the runner quantizes its input: int8 or int16 only
+        Glue.from_dict(bad)  # the runner quantizes its input: int8 or int16 only
     bad = _float_glue()
     bad["outputs"][0]["exponent"] = -3
     with pytest.raises(ValueError, match="has no exponent"):
-        render_glue(bad)
+        Glue.from_dict(bad)

@@ -189,9 +189,9 @@ def agreement(cfg: FrontendConfig, x: np.ndarray) -> tuple[float, float, float]:
     return float(diff.max()), float(diff.mean()), float((diff / scale).max())
 
 
+@pytest.mark.usefixtures("kaldi_native_fbank")
 @pytest.mark.parametrize("name", list(KALDI_CONFIGS))
 def test_matches_kaldi_native_fbank(name: str) -> None:
-    pytest.importorskip("kaldi_native_fbank")
     cfg = KALDI_CONFIGS[name]
     for sig_name, x in signals(cfg.sample_rate).items():
         max_abs, mean_abs, max_rel = agreement(cfg, x)
@@ -578,13 +578,9 @@ int main(int argc, char **argv) {
 
 
 @pytest.fixture(scope="module")
-def frontend_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import shutil
+def frontend_exe(tmp_path_factory: pytest.TempPathFactory, cxx: str) -> Path:
     import subprocess
 
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if not cxx:
-        pytest.skip("no C++ compiler")
     root = tmp_path_factory.mktemp("frontend_cpp")
     (root / "harness.cpp").write_text(HARNESS)
     exe = root / "frontend_harness"

@@ -8,7 +8,6 @@ model is also run on it by test_zoo.py.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
-from conftest_host import assert_engine_matches_simulator, edge_case_chunks, random_ints
+from engine_parity import assert_engine_matches_simulator, edge_case_chunks, random_ints
 
 from espdl_streaming.errors import EspdlFormatError, EspdlStreamingError, UnsupportedOpError
 from espdl_streaming.espdl import Simulator, load_espdl, read_espdl, rounding_for_target
-from espdl_streaming.espdl.simulate import _KERNELS
 from espdl_streaming.host_engine import (
     HostEngineError,
     HostEngineUnavailableError,
@@ -100,13 +98,6 @@ def test_math_activations_without_tables_match(
     info = model_info(host_engine, path)
     chunks = [dict(model.test_inputs)] + [{t["name"]: random_ints(rng, t) for t in info["inputs"]} for _ in range(8)]
     assert_engine_matches_simulator(host_engine, path, rounding_for_target(target), 0, inputs=chunks)
-
-
-def test_the_engine_implements_every_simulator_operator() -> None:
-    """Adding an operator to simulate.py without porting it to the engine fails here."""
-    table = (REPO / "src" / "host" / "host_ops.cpp").read_text()
-    engine_ops = set(re.findall(r'\{"(\w+)", prepare_\w+\}', table))
-    assert engine_ops == set(_KERNELS)
 
 
 @pytest.mark.parametrize(

@@ -39,15 +39,9 @@ def _idf_python() -> str | None:
 
 IDF_PATH = os.environ.get("IDF_PATH")
 IDF_PYTHON = _idf_python()
-if not IDF_PATH:
-    pytestmark = pytest.mark.skip(
-        reason="IDF_PATH is not set: run tools/setup_idf_dev.sh and source "
-        "<idf>/espdl_streaming_env.sh to build for ESP-IDF's linux target"
-    )
-elif IDF_PYTHON is None:
-    pytestmark = pytest.mark.skip(
-        reason="IDF_PYTHON_ENV_PATH does not name the Python env of idf.py (tools/setup_idf_dev.sh)"
-    )
+# Without an ESP-IDF (IDF_PATH and IDF_PYTHON_ENV_PATH, from tools/setup_idf_dev.sh) every test is skipped
+# naming the fix, or failed when ESPDL_STREAMING_REQUIRE_TOOLS names `idf` (conftest.require_tool).
+pytestmark = pytest.mark.usefixtures("idf")
 
 ROOT_CMAKELISTS = """\
 cmake_minimum_required(VERSION 3.22)

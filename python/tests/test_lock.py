@@ -180,22 +180,12 @@ def test_the_lock_command_refreshes_every_target_and_leaves_current_entries(lock
 # -- CMake ------------------------------------------------------------------------------------------------
 
 
-def _cmake_tools() -> tuple[str, str] | None:
-    cmake = shutil.which("cmake")
-    ninja = shutil.which("ninja") or str(Path(sys.executable).parent / "ninja")
-    return (cmake, ninja) if cmake and Path(ninja).exists() else None
-
-
 def _cmake(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     # Run outside the repository: a mistake resolving the relative lock directory must not write into it.
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900, cwd=cwd)
 
 
-@pytest.mark.skipif(_cmake_tools() is None, reason="needs cmake and ninja (pip install ninja)")
-def test_cmake_lock_mode_one_command_for_every_target_then_no_quantizer(tmp_path: Path) -> None:
-    tools = _cmake_tools()
-    assert tools is not None
-    cmake, ninja = tools
+def test_cmake_lock_mode_one_command_for_every_target_then_no_quantizer(tmp_path: Path, cmake: str, ninja: str) -> None:
     src = tmp_path / "project"
     shutil.copytree(REPO / "tests" / "cmake_project", src)
     make_project(tmp_path / "parts")

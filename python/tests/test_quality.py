@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, run_cli
-from conftest_host import assert_engine_matches_simulator
+from engine_parity import assert_engine_matches_simulator
 
 from espdl_streaming.espdl import rounding_for_target
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_host import assert_engine_matches_simulator, edge_case_chunks
+from engine_parity import assert_engine_matches_simulator, edge_case_chunks
 
 from espdl_streaming.errors import UnsupportedOpError
 from espdl_streaming.espdl import Simulator, load_espdl, rounding_for_target

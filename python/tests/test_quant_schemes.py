@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest_host import assert_engine_matches_simulator
+from engine_parity import assert_engine_matches_simulator
 
 import espdl_streaming  # noqa: F401  (import before esp_ppq)
 from espdl_streaming.build import verify_quantized

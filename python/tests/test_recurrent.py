@@ -1,4 +1,4 @@
-"""ESP-DL's integer GRU/LSTM in the simulator (espdl/recurrent.py): the pieces that differ from a
+"""ESP-DL's integer GRU/LSTM in the simulator (espdl/ops/recurrent.py): the pieces that differ from a
 float reference, and the property the state loop-back rests on."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from espdl_streaming.espdl import recurrent as R
+from espdl_streaming.espdl.ops import recurrent as R
 
 
 def test_dot_products_round_like_each_kernel() -> None:

@@ -15,7 +15,7 @@ from torch import nn
 from espdl_streaming.errors import EspdlFormatError, UnsupportedOpError
 from espdl_streaming.espdl import Simulator, load_espdl, rounding_for_target
 from espdl_streaming.espdl.reader import EspdlModel, Node, Tensor, ValueInfo
-from espdl_streaming.espdl.simulate import Rounding
+from espdl_streaming.facts import Rounding
 
 
 def _reduce(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from espdl_streaming.report import BuildReport
 from espdl_streaming.report_html import main_report, render_html, render_text
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "report_sample.json"
@@ -215,16 +215,6 @@ def test_report_command_bad_html_dir(report: dict[str, Any], tmp_path: Path, cap
 # --------------------------------------------------------------------------------------------
 # A real browser renders the page.
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-
-
-def _browser() -> str:
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip(f"no headless browser on PATH (looked for {', '.join(BROWSERS)}): apt-get install chromium")
-
 
 def _png_size_and_distinct_rows(png: bytes) -> tuple[int, int, int]:
     """(width, height, distinct filtered scanlines): a blank single-colour image has a handful at most."""
@@ -254,8 +244,8 @@ def _headless(browser: str, profile: Path, *args: str) -> subprocess.Popen[bytes
     )
 
 
-def test_browser_renders_the_page(report: dict[str, Any], tmp_path: Path) -> None:
-    browser = _browser()
+def test_browser_renders_the_page(report: dict[str, Any], tmp_path: Path, chromium: str) -> None:
+    browser = chromium  # chromium, chromium-browser or google-chrome (conftest.require_tool)
     report["name"] = "tcn_browser_check"
     page = tmp_path / "tcn.report.html"
     page.write_text(render_html(report))
@@ -288,3 +278,38 @@ def test_copy_is_not_modified(report: dict[str, Any]) -> None:
     render_html(report)
     render_text(report)
     assert report == before
+
+
+# ---------------------------------------------------------------- the typed report (report.py)
+
+
+def test_built_reports_round_trip_byte_for_byte(example_builds: dict[str, Path]) -> None:
+    """BuildReport.from_json accepts exactly what a build writes and to_json gives the same bytes back."""
+    for target, out in example_builds.items():
+        data = (out / "tcn.report.json").read_bytes()
+        report = BuildReport.from_json(data)
+        assert report.to_json() == data, target
+        assert report.target == target and report.streaming.verified and report.streaming.max_abs_diff == 0
+        assert render_html(report) == (out / "tcn.report.html").read_text(encoding="utf-8")
+
+
+def test_report_variants_round_trip(example_builds: dict[str, Path]) -> None:
+    """The optional parts: partition placement, calibration data given, the per-layer simulator check."""
+    data = json.loads((example_builds["esp32p4"] / "tcn.report.json").read_bytes())
+    data["placement"] = {"kind": "partition", "label": "model"}
+    data["calibration"] = {"source": "calib.npy", "samples": 6, "random": False}
+    data["streaming"]["simulator_check"] = {"method": "layers", "outputs": 1, "layers": 9, "output_drift": "x"}
+    data["streaming_to_offline_macs_ratio"] = None
+    text = (json.dumps(data, indent=2) + "\n").encode()
+    report = BuildReport.from_json(text)
+    assert report.to_json() == text
+    assert report.placement.label == "model" and report.calibration.warning is None
+    assert report.streaming.simulator_check is not None and report.streaming.simulator_check.layers == 9
+
+
+def test_report_of_another_format_is_refused(report: dict[str, Any]) -> None:
+    """The sample is a report of an older build (a `command_line`, no `dependencies`): the typed report refuses
+    it, naming the keys; the page still renders it (report_html reads reports defensively)."""
+    with pytest.raises(ValueError, match=r"missing keys \['calib_algorithm', 'calib_options', 'dependencies'\]"):
+        BuildReport.from_dict(report)
+    assert "<html" in render_html(report)

@@ -262,7 +262,7 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.skipif(shutil.which(CMAKE) is None or shutil.which(NINJA) is None, reason="needs cmake and ninja")
+@pytest.mark.usefixtures("cmake", "ninja")
 def test_cmake_takes_the_environment_without_any_variable(tmp_path: Path, clean_env: dict[str, str]) -> None:
     version = env_script.component_version()
     venv = tmp_path / "data" / "espdl_streaming" / f"venv-{version}"
@@ -342,10 +342,7 @@ def idf_version_major_minor(idf_path: Path) -> str:
     return f"{major.group(1)}.{minor.group(1)}"
 
 
-@pytest.mark.skipif(
-    not IDF_PATH or not IDF_ENV or not (Path(IDF_ENV or "/") / "bin" / "python").exists(),
-    reason="needs an ESP-IDF: IDF_PATH and IDF_PYTHON_ENV_PATH (tools/setup_idf_dev.sh)",
-)
+@pytest.mark.usefixtures("idf")
 def test_idf_extension_sets_up_and_leaves_idf_python_untouched(tmp_path: Path, wheels: Path) -> None:
     assert IDF_PATH and IDF_ENV
     idf_python = str(Path(IDF_ENV) / "bin" / "python")
@@ -434,7 +431,7 @@ espdl_streaming_add_model_to_target(m TARGET app MODEL model.py:build INPUT_SHAP
 """
 
 
-@pytest.mark.skipif(shutil.which(CMAKE) is None or shutil.which(NINJA) is None, reason="needs cmake and ninja")
+@pytest.mark.usefixtures("cmake", "ninja")
 def test_tool_sources_without_verify_globs(tmp_path: Path) -> None:
     """A no-op rebuild runs no `VerifyGlobs` step; editing a tool source reruns the model build; adding
     a file to the tool (or the runtime) re-runs the configure through the directory's time, which lists

@@ -18,7 +18,8 @@ import espdl_streaming  # noqa: F401  (import before esp_ppq)
 from espdl_streaming.build import verify_quantized
 from espdl_streaming.declaration import make_declaration
 from espdl_streaming.errors import VerificationError
-from espdl_streaming.espdl import simulate
+from espdl_streaming.espdl import simulator
+from espdl_streaming.espdl.ops.kernels import Value
 
 LN = "/ln8/LayerNormalization_output_0"
 
@@ -78,13 +79,13 @@ def test_a_simulator_kernel_that_is_off_is_named(deep16: tuple[Any, Any], monkey
     """A kernel two steps too high on every element: the first layer it runs is named, not the output.
     (At 16 bits esp-ppq exports Tanh and Sigmoid as lookup tables.)"""
     decl, q = deep16
-    real = simulate._KERNELS["LUT"]
+    real = simulator.KERNELS["LUT"]
 
     def off_by_two(run: Any) -> Any:
-        return [simulate._Value(np.clip(r.data.astype(np.int64) + 2, -32768, 32767).astype(r.data.dtype), r.exponent)
+        return [Value(np.clip(r.data.astype(np.int64) + 2, -32768, 32767).astype(r.data.dtype), r.exponent)
                 for r in real(run)]  # fmt: skip
 
-    monkeypatch.setitem(simulate._KERNELS, "LUT", off_by_two)
+    monkeypatch.setitem(simulator.KERNELS, "LUT", off_by_two)
     with pytest.raises(VerificationError, match=r"deep16: node '/Tanh' \(LUT\): the host simulator does not"):
         _verify(decl, q, q.layer_values)
 

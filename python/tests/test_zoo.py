@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE_MODEL, TEST_MODELS, build_args, run_cli
-from conftest_host import assert_engine_matches_simulator
+from engine_parity import assert_engine_matches_simulator
 from zoo import ALL_ENTRIES as ENTRIES
 from zoo.zoo_models import Entry
 

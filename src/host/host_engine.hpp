@@ -1,7 +1,7 @@
 /*
  * Host engine, private: the model_interface implementation and the entry point the host tools
- * (host/espdl_run, host/espdl_fuzz, host/engine_check) use. The component's users go through
- * open_model() in backend.hpp.
+ * (host/espdl_run, host/espdl_fuzz, host/engine_check) use (model.cpp). The component's users go
+ * through open_model() in backend.hpp.
  */
 #pragma once
 
@@ -60,8 +60,8 @@ private:
 
 /*
  * Open a model from `size` bytes (which must stay valid while the model is open): parse, validate
- * every node as simulate.py does, plan every tensor. On failure `err` holds the one-line reason
- * (also logged with ESP_LOGE unless `quiet`) and `*out` is null.
+ * every node as espdl/simulator.py Simulator._check_graph does, plan every tensor. On failure `err`
+ * holds the one-line reason (also logged with ESP_LOGE unless `quiet`) and `*out` is null.
  *
  * @return ESP_OK, ESP_FAIL (corrupt file or a graph the simulator rejects), ESP_ERR_NOT_SUPPORTED
  *         (an operator or variant the engine does not implement), ESP_ERR_NO_MEM

@@ -1,10 +1,10 @@
 /*
  * Host engine, private: the decoded .espdl graph and the helpers every engine file shares
- * (arena, error reporting, element types).
+ * (arena, error reporting, element types: graph.cpp); parse_espdl() is in espdl_file.cpp.
  *
- * The engine is a port of the Python simulator (python/espdl_streaming/espdl/simulate.py) and
- * reader (reader.py): those files are the specification. Everything is decoded and allocated
- * while the model is opened; run() only computes.
+ * The engine is a port of the Python simulator (python/espdl_streaming/espdl/simulator.py, validate.py
+ * and ops/) and reader (reader.py): those files are the specification. Everything is decoded and
+ * allocated while the model is opened; run() only computes.
  */
 #pragma once
 
@@ -60,6 +60,15 @@ struct str_view {
     }
 };
 
+/* "name" for messages: at most 80 bytes of a name (printf "%.*s" with QUOTED(q)). */
+struct quoted {
+    explicit quoted(const str_view &s) : size(s.size > 80 ? 80 : static_cast<int>(s.size)), data(s.data ? s.data : "")
+    {}
+    int size;
+    const char *data;
+};
+#define QUOTED(q) (q).size, (q).data
+
 /* Element types, numbered as in the .espdl schema (reader.py DTYPE_CODES). */
 enum class etype : uint8_t {
     f32 = 1,
@@ -79,7 +88,7 @@ enum class etype : uint8_t {
 bool etype_valid(int32_t code);
 size_t etype_size(etype t);
 const char *etype_name(etype t);
-/* The integer types the simulator quantizes to (simulate.py _INT_RANGES). */
+/* The integer types the simulator quantizes to (espdl/ops/kernels.py INT_RANGES). */
 bool etype_quantizable(etype t);
 void etype_range(etype t, double *low, double *high);
 bool etype_is_float(etype t);

@@ -2,11 +2,12 @@
  * Host engine, private: what an operator implementation sees.
  *
  * Each operator is one prepare function in the op table (host_ops.cpp). It runs once per node
- * while the model is opened: it validates the node exactly where simulate.py would fail, computes
- * the output shapes, creates the outputs, precomputes whatever it needs (index maps, dequantized
- * weights) and installs the kernel that run() calls. Kernels cannot fail and never allocate.
+ * while the model is opened: it validates the node exactly where the simulator would fail
+ * (espdl/validate.py, or the op's kernel in espdl/ops/), computes the output shapes, creates the
+ * outputs, precomputes whatever it needs (index maps, dequantized weights) and installs the kernel
+ * that run() calls. Kernels cannot fail and never allocate.
  *
- * Numerics follow simulate.py: inputs are dequantized to double (q * 2^exponent), the kernel
+ * Numerics follow espdl/ops/kernels.py: inputs are dequantized to double (q * 2^exponent), the kernel
  * computes in double, and the executor requantizes every real result at the output's exponent
  * with the chip's rounding. Integer-valued sums of dyadic values are exact in double, so the
  * summation order does not matter; everything else (division, tanh...) is one IEEE operation
@@ -68,14 +69,14 @@ struct node_plan {
     int64_t work = 0;
 };
 
-/* ------------------------------------------------------------------ element conversion */
+/* ------------------------------------------------------------------ element conversion (element.cpp) */
 
 inline int clamp_exponent(int64_t e)
 {
     return static_cast<int>(e < -max_exponent ? -max_exponent : e > max_exponent ? max_exponent : e);
 }
 
-/* simulate.py _round: rint (half to even) or floor(x) + (x - floor(x) >= 0.5). */
+/* espdl/ops/kernels.py round_scaled: rint (half to even) or floor(x) + (x - floor(x) >= 0.5). */
 inline double round_scaled(double s, rounding mode)
 {
     if (mode == rounding::half_even) {
@@ -85,7 +86,7 @@ inline double round_scaled(double s, rounding mode)
     return low + ((s - low) >= 0.5 ? 1.0 : 0.0);
 }
 
-/* simulate.py quantize for one value: clamp(round(x * 2^-e)), NaN -> 0, +-inf saturate. */
+/* espdl/ops/kernels.py quantize for one value: clamp(round(x * 2^-e)), NaN -> 0, +-inf saturate. */
 inline double quantize_value(double x, int exponent, double low, double high, rounding mode)
 {
     double s = std::ldexp(x, -exponent);
@@ -115,7 +116,7 @@ void store_real_at(slot &s, int64_t i, double value, rounding mode);
 /* Raw integer/float value of element i (for shape-like constant inputs). */
 bool int_at(const slot &s, int64_t i, int64_t *out);
 
-/* ------------------------------------------------------------------ prepare */
+/* ------------------------------------------------------------------ prepare (prepare.cpp) */
 
 class engine_builder;
 
@@ -147,9 +148,9 @@ public:
 
     /* The value info the graph records for a tensor name (a graph output, an input, then value_info), or null. */
     const value_info_def *info(const str_view &name) const;
-    /* The exponent the graph records for output i's name (false: none, simulate.py _out_spec). */
+    /* The exponent the graph records for output i's name (false: none, espdl/simulator.py Simulator.out_spec). */
     bool output_exponent(uint32_t i, int *exponent) const;
-    /* Create output i with the graph's dtype and exponent for its name (simulate.py _out_spec). */
+    /* Create output i with the graph's dtype and exponent for its name (espdl/simulator.py Simulator.out_spec). */
     esp_err_t output(uint32_t i, const shape_t &shape, slot **out);
     /* Create output i with an explicit type and exponent (kernels that do not requantize). */
     esp_err_t output_typed(uint32_t i, const shape_t &shape, etype type, bool quantized, int exponent, slot **out);
@@ -204,9 +205,9 @@ struct op_entry {
 /* The op table (host_ops.cpp); the last entry has a null op_type. */
 const op_entry *find_op(const str_view &op_type);
 
-/* ------------------------------------------------------------------ shared kernel helpers */
+/* ------------------------------------------------------------------ shared kernel helpers (element.cpp) */
 
-/* Normalize a possibly negative axis (simulate.py _axis); false if out of [0, rank). */
+/* Normalize a possibly negative axis (espdl/ops/kernels.py positive_axis); false if out of [0, rank). */
 inline bool normalize_axis(int64_t axis, int rank, int *out)
 {
     const int64_t a = axis < 0 ? axis + rank : axis;
@@ -232,6 +233,7 @@ struct gather_plan {
 };
 void run_gather(const gather_plan &g, slot &out, rounding mode);
 
+/* The computed shape `s` is valid and within max_tensor_elements, else p's error (prepare.cpp). */
 esp_err_t shape_ok(prep &p, const shape_t &s);
 
 } // namespace espdl_streaming::host

@@ -1,5 +1,5 @@
 /*
- * The op table: simulate.py's _KERNELS, one line per operator.
+ * The op table: espdl/simulator.py's KERNELS, one line per operator.
  */
 #include "host_ops.hpp"
 

@@ -1,5 +1,5 @@
 /*
- * Conv, Gemm, MatMul and the pools (simulate.py "kernels: dense" and "kernels: pooling").
+ * Conv, Gemm, MatMul and the pools (espdl/ops/dense.py "Conv, Gemm, MatMul" and "pooling").
  *
  * Tensors are channels-last (N, *spatial, C), filters (*kernel, C, N) or (*kernel, N, 1) for a
  * depthwise convolution, in plain row-major order (the reader undid the packing). Weights are
@@ -29,7 +29,7 @@ struct spatial {
     int64_t out_total = 1;
 };
 
-/* simulate.py _validate_spatial and _spatial_attrs. */
+/* espdl/validate.py _validate_spatial and espdl/ops/dense.py _spatial_attrs. */
 esp_err_t parse_spatial(prep &p, spatial *sp)
 {
     int64_t values[2 * max_rank];
@@ -54,7 +54,9 @@ esp_err_t parse_spatial(prep &p, spatial *sp)
         int64_t *dst;
         uint32_t length;
     };
-    const list lists[] = {{"strides", sp->strides, count}, {"dilations", sp->dilations, count}, {"pads", sp->pads, 2 * count}};
+    const list lists[] = {{"strides", sp->strides, count},
+                          {"dilations", sp->dilations, count},
+                          {"pads", sp->pads, 2 * count}};
     for (const list &l : lists) {
         ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_ints(l.name, values, 2 * max_rank, &count, &present));
         if (present && count != l.length) {
@@ -83,7 +85,8 @@ esp_err_t parse_spatial(prep &p, spatial *sp)
     str_view auto_pad;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_string("auto_pad", "NOTSET", &auto_pad));
     if (!auto_pad.equals("NOTSET")) {
-        return p.unsupported("auto_pad=%.*s is not supported", static_cast<int>(auto_pad.size > 40 ? 40 : auto_pad.size),
+        return p.unsupported("auto_pad=%.*s is not supported",
+                             static_cast<int>(auto_pad.size > 40 ? 40 : auto_pad.size),
                              auto_pad.data ? auto_pad.data : "");
     }
     for (int i = 0; i < sp->rank; ++i) {
@@ -94,7 +97,8 @@ esp_err_t parse_spatial(prep &p, spatial *sp)
         }
         sp->kernel_total *= sp->kernel[i];
         if (sp->kernel_total > max_spatial_attr) {
-            return p.unsupported("a kernel of more than %lld taps is not supported", static_cast<long long>(max_spatial_attr));
+            return p.unsupported("a kernel of more than %lld taps is not supported",
+                                 static_cast<long long>(max_spatial_attr));
         }
     }
     return ESP_OK;
@@ -163,7 +167,7 @@ void next_position(const spatial &sp, int64_t *o)
     }
 }
 
-/* simulate.py _activation: the fused Relu of Conv/Gemm/MatMul (np.maximum keeps NaN). */
+/* espdl/ops/dense.py _activation: the fused Relu of Conv/Gemm/MatMul (np.maximum keeps NaN). */
 inline double activate(double v, bool relu)
 {
     return relu && v < 0.0 ? 0.0 : v;
@@ -174,14 +178,14 @@ esp_err_t parse_activation(prep &p, bool *relu)
     str_view act;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_string("activation", "Linear", &act));
     if (!act.equals("Linear") && !act.equals("Relu")) {
-        return p.unsupported("fused activation '%.*s' is not supported", static_cast<int>(act.size > 40 ? 40 : act.size),
-                             act.data ? act.data : "");
+        return p.unsupported("fused activation '%.*s' is not supported",
+                             static_cast<int>(act.size > 40 ? 40 : act.size), act.data ? act.data : "");
     }
     *relu = act.equals("Relu");
     return ESP_OK;
 }
 
-/* simulate.py _filter_real: a constant dequantized with one exponent, or one per index of `axis`. */
+/* espdl/ops/dense.py _filter_real: a constant dequantized with one exponent, or one per index of `axis`. */
 esp_err_t filter_real(prep &p, const tensor_def &t, int axis, const double **out)
 {
     if (t.exponent_count == 0) {
@@ -215,11 +219,11 @@ esp_err_t filter_real(prep &p, const tensor_def &t, int axis, const double **out
     return ESP_OK;
 }
 
-/* simulate.py _bias_real (input `index`, a constant) as an array broadcast over `y` with strides. ESP-DL loads
- * the bias integers into the accumulator of sum(x_q * w_q) as they are: they count at the accumulator's
- * exponent, the input's plus the channel's weight exponent (`weight` has one, or one per element of the
- * bias's last axis), whatever exponent the file gives them. An input without exponent has no accumulator: then
- * the bias's own exponents. */
+/* espdl/ops/dense.py _bias_real (input `index`, a constant) as an array broadcast over `y` with strides.
+ * ESP-DL loads the bias integers into the accumulator of sum(x_q * w_q) as they are: they count at the
+ * accumulator's exponent, the input's plus the channel's weight exponent (`weight` has one, or one per element
+ * of the bias's last axis), whatever exponent the file gives them. An input without exponent has no
+ * accumulator: then the bias's own exponents. */
 struct bias_ref {
     const double *real = nullptr;
     int64_t strides[max_rank] = {};
@@ -271,8 +275,8 @@ esp_err_t bias_real(prep &p, uint32_t index, const shape_t &y, const slot &x, co
     return ESP_OK;
 }
 
-/* simulate.py _DENSE_KERNELS and _validate_dense_dtypes: ESP-DL picks the Conv/Gemm/MatMul kernel from the
- * node's quant_type (S8: int8 activations and weights, int32 bias; S16: int16, int16, int64; W8A16: int16
+/* espdl/validate.py _DENSE_KERNELS and _validate_dense_dtypes: ESP-DL picks the Conv/Gemm/MatMul kernel
+ * from the node's quant_type (S8: int8 activations and weights, int32 bias; S16: int16, int16, int64; W8A16: int16
  * activations, int8 weights, int64 bias) and reads every operand as that kernel's type: the declared types
  * (initializers, value infos) are checked. `weight` is the constant weight (null: MatMul's computed second
  * input). No quant_type: nothing to check. */
@@ -344,8 +348,8 @@ esp_err_t check_kernel_dtypes(prep &p, const tensor_def *weight)
     return ESP_OK;
 }
 
-/* simulate.py _validate_per_channel: ESP-DL applies per-channel weight exponents only on ESP32-P4's SIMD
- * kernels; the chips that round half up have no per-channel shift. */
+/* espdl/validate.py validate_per_channel: ESP-DL applies per-channel weight exponents only on ESP32-P4's
+ * SIMD kernels; the chips that round half up have no per-channel shift. */
 esp_err_t check_per_channel(prep &p, const tensor_def &weight)
 {
     if (p.mode() == rounding::half_up && weight.exponent_count > 1) {
@@ -416,7 +420,7 @@ void conv_kernel(const run_ctx &ctx)
     }
 }
 
-/* simulate.py _validate_dense's common part: activation, then a constant weight. */
+/* espdl/validate.py _validate_dense's common part: activation, then a constant weight. */
 esp_err_t dense_weight(prep &p, bool *relu, const tensor_def **weight)
 {
     ESPDL_STREAMING_RETURN_ON_ERROR(parse_activation(p, relu));
@@ -534,7 +538,8 @@ void gemm_kernel(const run_ctx &ctx)
             }
         }
         for (int64_t m = 0; m < s.cout; ++m) {
-            const double b = s.bias.real != nullptr ? s.bias.real[broadcast_offset(s.out, s.bias.strides, r * s.cout + m)] : 0.0;
+            const double b =
+                s.bias.real != nullptr ? s.bias.real[broadcast_offset(s.out, s.bias.strides, r * s.cout + m)] : 0.0;
             yr[m] = activate(yr[m] + b, s.relu);
         }
     }
@@ -643,7 +648,7 @@ esp_err_t prepare_matmul(prep &p)
     ESPDL_STREAMING_RETURN_ON_ERROR(parse_activation(p, &s->relu));
     slot *a = nullptr;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.need_input(0, &a));
-    /* simulate.py _matmul: a constant operand (by name) is dequantized like a filter. */
+    /* espdl/ops/dense.py _matmul: a constant operand (by name) is dequantized like a filter. */
     const tensor_def *b_def = p.node().input_count > 1 ? p.graph().initializer(p.node().inputs[1]) : nullptr;
     shape_t b_shape;
     slot *b = nullptr; /* the computed second input (a constant b is b_def) */
@@ -751,7 +756,8 @@ void pool_kernel(const run_ctx &ctx)
             });
             if (s.kind != pool_kind::max) {
                 /* mean over the padded window, or over the taps inside (count_include_pad=0) */
-                const double count = static_cast<double>(s.kind == pool_kind::average_with_pad ? s.sp.kernel_total : inside);
+                const double count =
+                    static_cast<double>(s.kind == pool_kind::average_with_pad ? s.sp.kernel_total : inside);
                 for (int64_t c = 0; c < s.channels; ++c) {
                     yr[c] = yr[c] / count;
                 }

@@ -1,5 +1,5 @@
 /*
- * Element-wise operators (simulate.py "kernels: element-wise"): Add/Sub/Mul/Div with numpy
+ * Element-wise operators (espdl/ops/elementwise.py): Add/Sub/Mul/Div with numpy
  * broadcasting, the activations (math in double, one IEEE operation per numpy operation, libm's
  * tanh), the look-up tables (int8 direct, ESP-DL's step-sub-sampled INT16 `LUT` node) and
  * RequantizeLinear.
@@ -72,7 +72,7 @@ inline double np_clip(double v, double low, double high)
     return v < high ? v : (high != high ? high : (v > high ? high : v));
 }
 
-/* simulate.py _sigmoid */
+/* espdl/ops/elementwise.py _sigmoid */
 inline double sigmoid(double x)
 {
     return 0.5 * (1.0 + std::tanh(0.5 * x));
@@ -163,11 +163,16 @@ bool math_op_of(const str_view &name, math_op *out)
         const char *name;
         math_op op;
     } names[] = {
-        {"Relu", math_op::relu},       {"LeakyRelu", math_op::leaky_relu},
-        {"PRelu", math_op::prelu},     {"Sigmoid", math_op::sigmoid},
-        {"Tanh", math_op::tanh},       {"HardSigmoid", math_op::hard_sigmoid},
-        {"HardSwish", math_op::hard_swish}, {"Swish", math_op::swish},
-        {"SiLU", math_op::swish},      {"Clip", math_op::clip},
+        {"Relu", math_op::relu},
+        {"LeakyRelu", math_op::leaky_relu},
+        {"PRelu", math_op::prelu},
+        {"Sigmoid", math_op::sigmoid},
+        {"Tanh", math_op::tanh},
+        {"HardSigmoid", math_op::hard_sigmoid},
+        {"HardSwish", math_op::hard_swish},
+        {"Swish", math_op::swish},
+        {"SiLU", math_op::swish},
+        {"Clip", math_op::clip},
         {"Identity", math_op::identity},
     };
     for (const auto &n : names) {
@@ -359,7 +364,7 @@ void lookup_kernel(const run_ctx &ctx)
     }
 }
 
-/* simulate.py _lookup */
+/* espdl/ops/elementwise.py _lookup */
 esp_err_t prepare_lookup(prep &p, const tensor_def &table)
 {
     lookup_state *s = p.make<lookup_state>(1);
@@ -377,7 +382,8 @@ esp_err_t prepare_lookup(prep &p, const tensor_def &table)
     const int64_t entries = table.count;
     const bool is_lut_node = p.node().op_type.equals("LUT");
     if (entries != span && (!is_lut_node || span != 65536)) {
-        return p.fail("a %lld-entry table does not fit a %s input", static_cast<long long>(entries), etype_name(x->type));
+        return p.fail("a %lld-entry table does not fit a %s input", static_cast<long long>(entries),
+                      etype_name(x->type));
     }
     slot *y = nullptr;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.output(0, x->shape, &y));
@@ -430,21 +436,22 @@ esp_err_t prepare_lookup(prep &p, const tensor_def &table)
     return ESP_OK;
 }
 
-/* simulate.py _validate_lut_node */
+/* espdl/validate.py _validate_lut_node */
 esp_err_t validate_lut_node(prep &p, const tensor_def *table, math_op *original)
 {
     if (table == nullptr) {
         str_view name;
         ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_string("original_op_type", "None", &name));
         if (!math_op_of(name, original)) {
-            return p.unsupported("LUT node without a table for '%.*s'", static_cast<int>(name.size > 40 ? 40 : name.size),
-                                 name.data ? name.data : "");
+            return p.unsupported("LUT node without a table for '%.*s'",
+                                 static_cast<int>(name.size > 40 ? 40 : name.size), name.data ? name.data : "");
         }
         return ESP_OK;
     }
     const int64_t pivots = table->count - 1;
     if (pivots < 1 || 65536 % pivots != 0 || ((65536 / pivots) & (65536 / pivots - 1)) != 0) {
-        return p.unsupported("a %lld-entry table is not a power-of-two step INT16 LUT", static_cast<long long>(table->count));
+        return p.unsupported("a %lld-entry table is not a power-of-two step INT16 LUT",
+                             static_cast<long long>(table->count));
     }
     return ESP_OK;
 }
@@ -471,7 +478,7 @@ esp_err_t prepare_div(prep &p)
     return prepare_binary(p, binary_op::div);
 }
 
-/* simulate.py _unary: the table when there is one (always for LUT nodes, for int8 inputs
+/* espdl/ops/elementwise.py _unary: the table when there is one (always for LUT nodes, for int8 inputs
  * otherwise), else the math of the op type (of original_op_type for a LUT node). */
 esp_err_t prepare_unary(prep &p)
 {
@@ -497,8 +504,8 @@ esp_err_t prepare_unary(prep &p)
         str_view name;
         ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_string("original_op_type", "None", &name));
         if (!math_op_of(name, &op)) {
-            return p.unsupported("LUT node without a table for '%.*s'", static_cast<int>(name.size > 40 ? 40 : name.size),
-                                 name.data ? name.data : "");
+            return p.unsupported("LUT node without a table for '%.*s'",
+                                 static_cast<int>(name.size > 40 ? 40 : name.size), name.data ? name.data : "");
         }
     }
     return prepare_math(p, op);

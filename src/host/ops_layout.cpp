@@ -1,11 +1,11 @@
 /*
- * Data movement (simulate.py "kernels: data movement", Pad, InsertZeros, StreamingCache).
+ * Data movement (espdl/ops/layout.py: data movement, Pad, InsertZeros, StreamingCache).
  *
  * Each op computes, at open time, which source element every output element reads (an index
  * map, -1 for padding), reproducing numpy's indexing rules including its quirks (Python slice
- * clamping, np.pad's iterative reflection). At run time the map is applied with simulate.py's
- * passthrough rule: the integers are copied when dtype and exponent are unchanged, otherwise the
- * value is requantized at the output's exponent.
+ * clamping, np.pad's iterative reflection). At run time the map is applied with the rule of
+ * espdl/ops/kernels.py NodeRun.passthrough: the integers are copied when dtype and exponent are
+ * unchanged, otherwise the value is requantized at the output's exponent.
  */
 #include "host_ops.hpp"
 
@@ -49,7 +49,7 @@ void gather_kernel(const run_ctx &ctx)
 }
 
 /* A source read element by element: per-channel exponents (constants) must follow its last axis,
- * as numpy's broadcast in simulate.py's dequantize requires. */
+ * as numpy's broadcast in espdl/ops/kernels.py's dequantize requires. */
 esp_err_t source_ok(prep &p, const slot &src)
 {
     if (src.channel_count > 1 && src.channel_count != src.shape.last()) {
@@ -150,7 +150,7 @@ bool python_index(int64_t i, int rank, int *out)
     return true;
 }
 
-/* simulate.py _axes_of: the axes input, else the axes attribute (default []). */
+/* espdl/ops/layout.py _axes_of: the axes input, else the axes attribute (default []). */
 esp_err_t axes_of(prep &p, int64_t *axes, uint32_t capacity, uint32_t *count)
 {
     if (p.has_input(1)) {
@@ -199,7 +199,8 @@ esp_err_t prepare_concat(prep &p)
             fits = d == axis || s.dims[d] == first.dims[d];
         }
         if (!fits) {
-            return p.fail("input %lu does not match the other inputs outside axis %d", static_cast<unsigned long>(i), axis);
+            return p.fail("input %lu does not match the other inputs outside axis %d", static_cast<unsigned long>(i),
+                          axis);
         }
         out.dims[axis] += s.dims[axis];
         if (out.dims[axis] > max_tensor_elements) {
@@ -285,7 +286,7 @@ esp_err_t prepare_slice(prep &p)
     n = n_steps < n ? n_steps : n;
     for (uint32_t i = 0; i < n; ++i) {
         int a = 0;
-        /* index[_axis(axis)] = ... : normalized once by _axis, once more by list indexing */
+        /* index[positive_axis(axis)] = ... : normalized once by positive_axis, once more by list indexing */
         const int64_t normalized = axes[i] < 0 ? axes[i] + in.rank : axes[i];
         if (!python_index(normalized, in.rank, &a)) {
             return p.fail("axis %lld does not fit a rank-%d tensor", static_cast<long long>(axes[i]), in.rank);
@@ -293,7 +294,7 @@ esp_err_t prepare_slice(prep &p)
         if (steps[i] == 0) {
             return p.fail("slice step cannot be zero");
         }
-        /* simulate.py _clamp_slice, then Python's slice semantics */
+        /* espdl/ops/layout.py _clamp_slice, then Python's slice semantics */
         const int64_t size = in.dims[a];
         auto clamp = [&](int64_t v, int64_t low, int64_t high) {
             if (v < 0) {
@@ -392,7 +393,8 @@ esp_err_t prepare_reshape(prep &p)
         int64_t d = dims[i];
         if (d == 0 && allow_zero == 0) {
             if (i >= x->shape.rank) {
-                return p.fail("shape entry %lu copies a dimension the input does not have", static_cast<unsigned long>(i));
+                return p.fail("shape entry %lu copies a dimension the input does not have",
+                              static_cast<unsigned long>(i));
             }
             d = x->shape.dims[i];
         }
@@ -414,7 +416,8 @@ esp_err_t prepare_reshape(prep &p)
         }
         out.dims[infer] = x->count / known;
     } else if (known != x->count) {
-        return p.fail("cannot reshape %lld elements to %lld", static_cast<long long>(x->count), static_cast<long long>(known));
+        return p.fail("cannot reshape %lld elements to %lld", static_cast<long long>(x->count),
+                      static_cast<long long>(known));
     }
     return same_order(p, x, out);
 }
@@ -427,7 +430,7 @@ esp_err_t prepare_flatten(prep &p)
     ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_int("axis", 1, &axis));
     const int rank = x->shape.rank;
     if (axis < 0) {
-        axis += rank; /* _axis */
+        axis += rank; /* positive_axis */
     }
     /* shape[:axis] with Python's slice clamping */
     int64_t end = axis < 0 ? axis + rank : axis;
@@ -461,7 +464,7 @@ esp_err_t prepare_squeeze(prep &p)
         }
     }
     for (uint32_t i = 0; i < count; ++i) {
-        /* _axis, then numpy's own normalization */
+        /* positive_axis, then numpy's own normalization */
         int a = 0;
         const int64_t once = axes[i] < 0 ? axes[i] + in.rank : axes[i];
         if (!normalize_axis(once, in.rank, &a) || drop[a]) {
@@ -492,7 +495,7 @@ esp_err_t prepare_unsqueeze(prep &p)
     if (rank > max_rank) {
         return p.unsupported("a result of rank %d is beyond the host engine's limit of %d", rank, max_rank);
     }
-    /* sorted(_axis(a, rank)), then np.expand_dims one by one on the growing tensor */
+    /* sorted(positive_axis(a, rank)), then np.expand_dims one by one on the growing tensor */
     int64_t sorted[max_rank + 1];
     for (uint32_t i = 0; i < count; ++i) {
         int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
@@ -580,7 +583,7 @@ esp_err_t prepare_streaming_cache(prep &p)
     ESPDL_STREAMING_RETURN_ON_ERROR(source_ok(p, *x));
     const shape_t &in = x->shape;
     int axis = 0;
-    /* _axis, then numpy's normalization of the concatenate axis */
+    /* positive_axis, then numpy's normalization of the concatenate axis */
     const int64_t fa = frame_axis != nullptr ? frame_axis->i : 1;
     const int64_t once = fa < 0 ? fa + in.rank : fa;
     if (!normalize_axis(once, in.rank, &axis)) {
@@ -835,7 +838,8 @@ esp_err_t prepare_insert_zeros(prep &p)
         }
         n_padding = static_cast<uint32_t>(spatial);
     }
-    bool fits = spatial >= 1 && n_strides == static_cast<uint32_t>(spatial) && n_padding == static_cast<uint32_t>(spatial);
+    bool fits =
+        spatial >= 1 && n_strides == static_cast<uint32_t>(spatial) && n_padding == static_cast<uint32_t>(spatial);
     for (int i = 0; fits && i < spatial; ++i) {
         fits = strides[i] >= 1 && padding[i] >= 0;
     }

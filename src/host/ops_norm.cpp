@@ -1,11 +1,11 @@
 /*
- * Gather, Softmax and LayerNormalization (simulate.py "kernels: Gather, Softmax, LayerNorm"), and
- * ReduceMean/Max/Min/Sum (simulate.py "kernels: ReduceMean/Max/Min/Sum").
+ * Gather, Softmax and LayerNormalization (espdl/ops/norm.py "Gather, Softmax, LayerNorm"), and
+ * ReduceMean/Max/Min/Sum (espdl/ops/norm.py "ReduceMean/Max/Min/Sum").
  *
  * These follow ESP-DL's modules, which compute in float32: every float operation below is one
  * float32 operation of ESP-DL's, in ESP-DL's order (the engine is built with -ffp-contract=off, and
  * float arithmetic on the host is IEEE single precision), and exp is the C library's double exp
- * rounded to float, as simulate.py's _exp_f32 computes it.
+ * rounded to float, as espdl/ops/norm.py's _exp_f32 computes it.
  */
 #include <cfloat>
 
@@ -14,7 +14,7 @@
 namespace espdl_streaming::host {
 namespace {
 
-/* float(exp(double(x))), +inf where the double result exceeds the float range (simulate.py _exp_f32). */
+/* float(exp(double(x))), +inf where the double result exceeds the float range (espdl/ops/norm.py _exp_f32). */
 float exp_f32(float x)
 {
     const double e = std::exp(static_cast<double>(x));
@@ -118,7 +118,7 @@ void softmax_kernel(const run_ctx &ctx)
 
 /* ------------------------------------------------------------------ LayerNormalization */
 
-/* Newton steps of ESP-DL's dl::math::sqrt_newton are capped here (simulate.py _sqrt_newton fails
+/* Newton steps of ESP-DL's dl::math::sqrt_newton are capped here (espdl/ops/norm.py _sqrt_newton fails
  * beyond: the chip would loop forever; the engine keeps the last value). */
 constexpr int sqrt_newton_cap = 100000;
 
@@ -150,7 +150,7 @@ struct layer_norm_state {
     double high = 0.0;
 };
 
-/* ESP-DL's tool::round of a float (simulate.py _round_f32). */
+/* ESP-DL's tool::round of a float (espdl/ops/kernels.py round_f32). */
 double round_f32(float v, rounding mode)
 {
     if (mode == rounding::half_even) {
@@ -293,7 +293,7 @@ esp_err_t axis_of(prep &p, int64_t fallback, int rank, int *axis)
 
 } // namespace
 
-/* simulate.py _validate_gather + _gather */
+/* espdl/validate.py _validate_gather + espdl/ops/norm.py _gather */
 esp_err_t prepare_gather(prep &p)
 {
     slot *x = nullptr;
@@ -303,7 +303,8 @@ esp_err_t prepare_gather(prep &p)
         return p.unsupported("the indices must be a constant (ESP-DL loads them as a parameter)");
     }
     if (indices->type != etype::i64 && indices->type != etype::i32) {
-        return p.unsupported("%s indices: ESP-DL's Gather reads only int64 or int32 indices", etype_name(indices->type));
+        return p.unsupported("%s indices: ESP-DL's Gather reads only int64 or int32 indices",
+                             etype_name(indices->type));
     }
     slot iv;
     iv.type = indices->type;
@@ -380,7 +381,7 @@ esp_err_t prepare_gather(prep &p)
     return ESP_OK;
 }
 
-/* simulate.py _validate_softmax + _softmax */
+/* espdl/validate.py _validate_softmax + espdl/ops/norm.py _softmax */
 esp_err_t prepare_softmax(prep &p)
 {
     slot *x = nullptr;
@@ -409,7 +410,7 @@ esp_err_t prepare_softmax(prep &p)
         if (y->type != etype::f64 || y->quantized) {
             return p.unsupported("the output is %s, but ESP-DL's Softmax always writes float32", etype_name(y->type));
         }
-        /* no value info: simulate.py returns the float32 result as it is */
+        /* no value info: espdl/ops/norm.py _softmax returns the float32 result as it is */
         ESPDL_STREAMING_RETURN_ON_ERROR(p.output_typed(0, x->shape, etype::f32, false, 0, &y));
     }
     p.add_work(x->count * 4);
@@ -417,7 +418,7 @@ esp_err_t prepare_softmax(prep &p)
     return ESP_OK;
 }
 
-/* simulate.py _validate_layer_norm + _layer_norm */
+/* espdl/validate.py _validate_layer_norm + espdl/ops/norm.py _layer_norm */
 esp_err_t prepare_layer_normalization(prep &p)
 {
     uint32_t outputs = 0;
@@ -498,8 +499,7 @@ esp_err_t prepare_layer_normalization(prep &p)
     return ESP_OK;
 }
 
-
-/* simulate.py _validate_reduce + _reduce (ESP-DL's dl_module_reduce_*.hpp) */
+/* espdl/validate.py _validate_reduce + espdl/ops/norm.py _reduce (ESP-DL's dl_module_reduce_*.hpp) */
 esp_err_t prepare_reduce(prep &p)
 {
     const str_view &op = p.node().op_type;
@@ -538,7 +538,7 @@ esp_err_t prepare_reduce(prep &p)
         }
         flags[axis] = true;
     }
-    /* the merged runs of equal flags ESP-DL's forward_template handles (simulate.py _REDUCE_PATTERNS) */
+    /* the merged runs of equal flags ESP-DL's forward_template handles (espdl/ops/norm.py _REDUCE_PATTERNS) */
     int runs = 0;
     for (int d = 0; d < rank; ++d) {
         runs += (d == 0 || flags[d] != flags[d - 1]) ? 1 : 0;

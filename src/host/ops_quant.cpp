@@ -1,5 +1,6 @@
 /*
- * QuantizeLinear and DequantizeLinear (simulate.py _quantize_linear and _validate_quantize_linear).
+ * QuantizeLinear and DequantizeLinear (espdl/ops/quant.py _quantize_linear and espdl/validate.py
+ * _validate_quantize_linear).
  *
  * ESP-DL registers both as dl::module::RequantizeLinear, whose forward is TensorBase::assign: the
  * input's and the output's dtypes decide what happens, and the scale and zero point inputs are not
@@ -31,13 +32,13 @@ float to_f32(double v)
     return static_cast<float>(v);
 }
 
-/* 2^exponent as float32: 0 or +inf outside the float range (simulate.py np.ldexp then float32). */
+/* 2^exponent as float32: 0 or +inf outside the float range (espdl/ops/quant.py: np.ldexp then float32). */
 float pow2_f32(int exponent)
 {
     return to_f32(std::ldexp(1.0, exponent));
 }
 
-/* ESP-DL's tool::round of a float (simulate.py _round_f32): the FPU's round to nearest even on
+/* ESP-DL's tool::round of a float (espdl/ops/kernels.py round_f32): the FPU's round to nearest even on
  * ESP32-P4/S31 (fcvt.w.s rne), else (int)floorf(value + 0.5) where value + 0.5 is a double
  * narrowed to float by floorf. NaN stays NaN (the caller saturates it). */
 double round_chip_f32(float v, rounding mode)
@@ -80,13 +81,13 @@ void dequantize_kernel(const run_ctx &ctx)
     const slot &x = *ctx.plan.in[0];
     float *y = static_cast<float *>(ctx.plan.out[0]->data);
     for (int64_t i = 0; i < ctx.plan.out[0]->count; ++i) {
-        const int32_t q = x.type == etype::i8 ? static_cast<const int8_t *>(x.data)[i]
-                                              : static_cast<const int16_t *>(x.data)[i];
+        const int32_t q =
+            x.type == etype::i8 ? static_cast<const int8_t *>(x.data)[i] : static_cast<const int16_t *>(x.data)[i];
         y[i] = static_cast<float>(q) * s.factor;
     }
 }
 
-/* float -> float: assign copies (simulate.py returns the input as float32). */
+/* float -> float: assign copies (espdl/ops/quant.py _quantize_linear returns the input as float32). */
 void copy_f32_kernel(const run_ctx &ctx)
 {
     const slot &x = *ctx.plan.in[0];
@@ -101,10 +102,10 @@ bool is_int8_16(etype t)
     return t == etype::i8 || t == etype::i16;
 }
 
-/* simulate.py _validate_quantize_linear: the dtype pair (when the graph records both) and the zero point. */
+/* espdl/validate.py _validate_quantize_linear: the dtype pair (when the graph records both) and the zero point. */
 esp_err_t validate(prep &p, const slot &x, const slot &y)
 {
-    /* f64 slots are tensors without value info: simulate.py does not check their pair. */
+    /* f64 slots are tensors without value info: espdl/validate.py does not check their pair. */
     if (x.type != etype::f64 && y.type != etype::f64) {
         const bool ok = (is_int8_16(x.type) && (is_int8_16(y.type) || y.type == etype::f32)) ||
                         (x.type == etype::f32 && is_int8_16(y.type));

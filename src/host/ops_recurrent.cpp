@@ -1,6 +1,6 @@
 /*
- * GRU and LSTM as ESP-DL computes them (a port of python/espdl_streaming/espdl/recurrent.py and
- * simulate.py's _gru/_lstm). Unlike the other kernels these do not requantize a double result:
+ * GRU and LSTM as ESP-DL computes them (a port of python/espdl_streaming/espdl/ops/recurrent.py:
+ * gru/lstm and _gru/_lstm). Unlike the other kernels these do not requantize a double result:
  * each time step mixes int64 dot products rounded to int16 at the node's gate exponent, float32
  * sigmoid/tanh tables built with the C library's expf, and float32 gate arithmetic with one
  * rounding per operation in source order (hence -ffp-contract=off). The hidden (and cell) state
@@ -27,13 +27,13 @@ constexpr int64_t max_width = int64_t(1) << 14; /* hidden size and input size */
 constexpr double sigmoid_range = 6.3; /* ESP-DL's SigmoidLUT bounds */
 constexpr double tanh_range = 3.5;    /* ESP-DL's TanhLUT bounds */
 
-/* recurrent.py _rescale / _scale: 2^-e / 2^e as float32 (exact powers of two in our range). */
+/* espdl/ops/recurrent.py _rescale / _scale: 2^-e / 2^e as float32 (exact powers of two in our range). */
 float pow2f(int e)
 {
     return std::ldexp(1.0f, e);
 }
 
-/* recurrent.py GateTable: ESP-DL's SigmoidLUT / TanhLUT, entries 0..quant_max; negative
+/* espdl/ops/recurrent.py GateTable: ESP-DL's SigmoidLUT / TanhLUT, entries 0..quant_max; negative
  * indices mirror (1 - v for the sigmoid, -v for tanh). */
 struct gate_table {
     const float *values = nullptr;
@@ -81,12 +81,12 @@ esp_err_t make_gate_table(prep &p, bool sigmoid, int gate_exp, gate_table *out)
     return ESP_OK;
 }
 
-/* recurrent.py round_f32: dl::tool::round on a float32. half_even: the FPU's round to nearest
+/* espdl/ops/recurrent.py round_f32: dl::tool::round on a float32. half_even: the FPU's round to nearest
  * even; half_up: floorf of (the float + 0.5 in double, converted back to float). */
 int64_t round_f32(float x, rounding mode)
 {
-    const float r = mode == rounding::half_even ? std::nearbyint(x)
-                                                : std::floor(static_cast<float>(static_cast<double>(x) + 0.5));
+    const float r =
+        mode == rounding::half_even ? std::nearbyint(x) : std::floor(static_cast<float>(static_cast<double>(x) + 0.5));
     return static_cast<int64_t>(r); /* |x| < 2^62 within the engine's ranges */
 }
 
@@ -101,7 +101,7 @@ int64_t wrap16(int64_t v)
     return static_cast<int16_t>(static_cast<uint16_t>(static_cast<uint64_t>(v) & 0xffffu));
 }
 
-/* recurrent.py mat_vec_dotprod: int16 results of round(sum(row * vector) * 2^-shift). */
+/* espdl/ops/recurrent.py mat_vec_dotprod: int16 results of round(sum(row * vector) * 2^-shift). */
 struct dotprod {
     const int64_t *matrix = nullptr; /* rows x cols */
     int64_t rows = 0;
@@ -263,7 +263,7 @@ bool exponent_ok(int64_t e)
     return e >= -max_exponent_magnitude && e <= max_exponent_magnitude;
 }
 
-/* simulate.py _validate_recurrent */
+/* espdl/validate.py _validate_recurrent */
 esp_err_t validate(prep &p, bool lstm, int64_t *hidden)
 {
     const node_def &node = p.node();
@@ -281,7 +281,8 @@ esp_err_t validate(prep &p, bool lstm, int64_t *hidden)
     ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_string("direction", "forward", &direction));
     if (!direction.equals("forward")) {
         return p.unsupported("direction='%.*s': only forward recurrences are supported",
-                             static_cast<int>(direction.size > 40 ? 40 : direction.size), direction.data ? direction.data : "");
+                             static_cast<int>(direction.size > 40 ? 40 : direction.size),
+                             direction.data ? direction.data : "");
     }
     int64_t value = 0;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.attr_int("layout", 0, &value));
@@ -318,13 +319,15 @@ esp_err_t validate(prep &p, bool lstm, int64_t *hidden)
         }
         const shape_t &d = t->shape;
         if (d.rank != 3 || d.dims[0] != 1 || d.dims[1] != gates * *hidden || (index == 2 && d.dims[2] != *hidden)) {
-            return p.unsupported("%s has dims that are not [1, %lld, ...]", what, static_cast<long long>(gates * *hidden));
+            return p.unsupported("%s has dims that are not [1, %lld, ...]", what,
+                                 static_cast<long long>(gates * *hidden));
         }
     }
     if (node.has_input(3)) {
         const tensor_def *b = p.graph().initializer(node.inputs[3]);
         if (b == nullptr || b->type != etype::i16 || b->count != 2 * gates * *hidden) {
-            return p.unsupported("B must be a constant int16 tensor of %lld values", static_cast<long long>(2 * gates * *hidden));
+            return p.unsupported("B must be a constant int16 tensor of %lld values",
+                                 static_cast<long long>(2 * gates * *hidden));
         }
     }
     return ESP_OK;
@@ -364,7 +367,7 @@ esp_err_t prepare_recurrent(prep &p, bool lstm)
     const int64_t H = s->hidden;
     const int64_t gates = lstm ? 4 : 3;
 
-    /* simulate.py _recurrent_args */
+    /* espdl/ops/recurrent.py _recurrent_args */
     slot *x = nullptr;
     ESPDL_STREAMING_RETURN_ON_ERROR(p.need_input(0, &x));
     if (!x->quantized || x->channel_count > 1) {
@@ -417,7 +420,8 @@ esp_err_t prepare_recurrent(prep &p, bool lstm)
             continue;
         }
         if (!etype_quantizable(init->type) || init->count < H) {
-            return p.unsupported("initial state input %d must hold at least %lld integers", which, static_cast<long long>(H));
+            return p.unsupported("initial state input %d must hold at least %lld integers", which,
+                                 static_cast<long long>(H));
         }
         (which == 5 ? s->h0_input : s->c0_input) = which;
     }

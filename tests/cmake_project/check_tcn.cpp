@@ -51,8 +51,7 @@ int main(int argc, char **argv)
     check(reinterpret_cast<uintptr_t>(data) % 16 == 0, "model bytes 16-byte aligned");
     check(size >= 4 && std::memcmp(data, "EDL2", 4) == 0, "model bytes start with EDL2");
     check(size == file.size(), "embedded size equals the .espdl file size");
-    check(size == file.size() && std::memcmp(data, file.data(), size) == 0,
-          "embedded bytes equal the .espdl file");
+    check(size == file.size() && std::memcmp(data, file.data(), size) == 0, "embedded bytes equal the .espdl file");
 
     using model = espdl_streaming::models::tcn;
     std::printf("embedded_bytes=%zu\n", size);

@@ -26,10 +26,22 @@ const tensor_spec k_outputs[1] = {
 
 model_spec make_spec(dtype input_type = dtype::int8)
 {
-    return {"float_model", chunk_frames, feature_dim, rounding::half_even,
-            {"input", input_type, -4, 3, {1, static_cast<int32_t>(chunk_frames), feature_dim, 0},
+    return {"float_model",
+            chunk_frames,
+            feature_dim,
+            rounding::half_even,
+            {"input",
+             input_type,
+             -4,
+             3,
+             {1, static_cast<int32_t>(chunk_frames), feature_dim, 0},
              chunk_frames * feature_dim},
-            k_outputs, 1, 0, nullptr, nullptr, 0};
+            k_outputs,
+            1,
+            0,
+            nullptr,
+            nullptr,
+            0};
 }
 
 uint32_t bits_of(float f)

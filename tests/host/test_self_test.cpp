@@ -44,8 +44,8 @@ void make_golden()
 {
     test_spec::make_frames(g_frames, frames * fd, 99);
     harness h(fake::layout_from(test_spec::spec));
-    h.init();
-    h.runner.push(g_frames, frames, collect, nullptr);
+    CHECK_EQ(h.init(), ESP_OK);
+    CHECK_EQ(h.runner.push(g_frames, frames, collect, nullptr), ESP_OK);
 }
 
 golden_set golden()

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from .config import FrontendConfig
+if TYPE_CHECKING:  # config.py imports mel_filterbank from here to validate a configuration
+    from .config import FrontendConfig
 
 F32 = np.float32
 FloatArray = npt.NDArray[np.float32]

@@ -1,16 +1,10 @@
 """Read ``.espdl`` files and simulate them bit-exactly on the host (numpy only, no torch)."""
 
+from ..facts import Rounding, rounding_for_target
+from .ops.kernels import dequantize, quantize
 from .reader import EspdlModel, Node, Tensor, ValueInfo, load_espdl, read_espdl
-from .simulate import Rounding, Simulator, dequantize, quantize, rounding_for_target
-from .state import (
-    LoopedSimulator,
-    StateLoop,
-    encode_initial_state,
-    initial_states,
-    is_state_input,
-    is_state_output,
-    state_pairs,
-)
+from .simulator import LoopedSimulator, Simulator
+from .state import StateLoop, encode_initial_state, initial_states, is_state_input, is_state_output, state_pairs
 
 __all__ = [
     "EspdlModel",

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import EspdlFormatError
-from ..facts import META_STATE_INITIAL, META_STATE_OUTPUT, STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX, Rounding
+from ..facts import META_STATE_INITIAL, META_STATE_OUTPUT, STATE_INPUT_PREFIX, STATE_OUTPUT_PREFIX
 from .reader import EspdlModel, ValueInfo
 
 _STATE_IN = re.compile(re.escape(STATE_INPUT_PREFIX) + "(.+)")
@@ -133,24 +133,3 @@ class StateLoop:
                 )
             state[i.name] = raw.reshape(i.shape).copy()
         return state
-
-
-class LoopedSimulator:
-    """A Simulator that carries the recurrent state from run to run; reset() zeroes the caches and
-    restores the initial state."""
-
-    def __init__(self, model: EspdlModel, rounding: Rounding, source: str = "<model>") -> None:
-        from .simulate import Simulator  # simulate.py imports this module's predicates
-
-        self.sim = Simulator(model, rounding)
-        self.loop = StateLoop.of(model, source)
-        self.state = self.loop.initial()
-
-    def reset(self) -> None:
-        self.sim.reset()
-        self.state = self.loop.initial()
-
-    def run(self, inputs: Mapping[str, np.ndarray], *, trace: bool = False) -> dict[str, np.ndarray]:
-        out = self.sim.run({**inputs, **self.state}, trace=trace)
-        self.state = self.loop.next(out)
-        return out

@@ -19,10 +19,22 @@ constexpr double PI = 3.14159265358979323846;
 /* ESP-DL calls libm's float functions (newlib's on the chip). Both this port and the Python version
  * model them as correctly rounded (evaluated in double, rounded once), which newlib's and glibc's
  * are in all but a few cases in a hundred (<= 0.56 ulp), so that the two agree bit for bit. */
-float logf_(float x) { return static_cast<float>(log(static_cast<double>(x))); }
-float cosf_(float x) { return static_cast<float>(cos(static_cast<double>(x))); }
-float sinf_(float x) { return static_cast<float>(sin(static_cast<double>(x))); }
-float powf_(float x, float y) { return static_cast<float>(pow(static_cast<double>(x), static_cast<double>(y))); }
+float logf_(float x)
+{
+    return static_cast<float>(log(static_cast<double>(x)));
+}
+float cosf_(float x)
+{
+    return static_cast<float>(cos(static_cast<double>(x)));
+}
+float sinf_(float x)
+{
+    return static_cast<float>(sin(static_cast<double>(x)));
+}
+float powf_(float x, float y)
+{
+    return static_cast<float>(pow(static_cast<double>(x), static_cast<double>(y)));
+}
 
 /* hz2mel(): 1127.0 * logf(1.0 + x / 700.0), the double quotient rounded to float for logf. */
 float hz2mel(float x)
@@ -30,7 +42,8 @@ float hz2mel(float x)
     return static_cast<float>(1127.0 * static_cast<double>(logf_(static_cast<float>(1.0 + x / 700.0))));
 }
 
-template <typename T> std::unique_ptr<T[]> alloc(size_t n)
+template <typename T>
+std::unique_ptr<T[]> alloc(size_t n)
 {
     return std::unique_ptr<T[]>(new (std::nothrow) T[n]());
 }
@@ -113,8 +126,8 @@ esp_err_t speech_frontend::init(const frontend_config &config)
     m_feat_width = m_fft_size / 2 + 1;
     if (c.kind == feature_kind::spectrogram) {
         m_feature_dim = m_feat_width;
-        ESPDL_STREAMING_RETURN_ON_FALSE(c.use_power && c.use_log_fbank == 1 && !c.use_energy, ESP_ERR_INVALID_ARG,
-                                        TAG, "spectrogram forces use_power, use_log_fbank=1, no use_energy");
+        ESPDL_STREAMING_RETURN_ON_FALSE(c.use_power && c.use_log_fbank == 1 && !c.use_energy, ESP_ERR_INVALID_ARG, TAG,
+                                        "spectrogram forces use_power, use_log_fbank=1, no use_energy");
     } else {
         ESPDL_STREAMING_RETURN_ON_FALSE(c.num_mel_bins >= 1 && c.num_mel_bins <= m_feat_width && c.low_freq >= 0.0f &&
                                             c.high_freq <= c.sample_rate / 2.0f,
@@ -124,8 +137,7 @@ esp_err_t speech_frontend::init(const frontend_config &config)
     }
     if (c.kind == feature_kind::mfcc) {
         ESPDL_STREAMING_RETURN_ON_FALSE(c.use_power && c.use_log_fbank == 1 && c.num_ceps >= 1 &&
-                                            c.num_ceps <= c.num_mel_bins &&
-                                            m_feat_width + c.num_mel_bins <= m_fft_size,
+                                            c.num_ceps <= c.num_mel_bins && m_feat_width + c.num_mel_bins <= m_fft_size,
                                         ESP_ERR_INVALID_ARG, TAG, "bad MFCC settings");
     }
 

@@ -82,7 +82,8 @@ private:
     esp_err_t build_mel_filters();
     void fft_power(float *x);
     size_t frames_completed_by(size_t n) const;
-    template <typename T> esp_err_t push_impl(const T *pcm, size_t n, float *out, size_t max_frames, size_t *frames);
+    template <typename T>
+    esp_err_t push_impl(const T *pcm, size_t n, float *out, size_t max_frames, size_t *frames);
 
     frontend_config m_cfg{};
     bool m_ready = false;

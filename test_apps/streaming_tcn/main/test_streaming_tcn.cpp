@@ -109,8 +109,7 @@ TEST_CASE("tcn: random-sized pushes equal one big push", "[espdl_streaming]")
             if (n > total_frames - at) {
                 n = total_frames - at;
             }
-            TEST_ASSERT_EQUAL(ESP_OK,
-                              model.push(frames.data() + at * tcn::feature_dim, n, record, &pieces));
+            TEST_ASSERT_EQUAL(ESP_OK, model.push(frames.data() + at * tcn::feature_dim, n, record, &pieces));
             at += n;
         }
         TEST_ASSERT_EQUAL(0, model.pending_frames());
@@ -119,8 +118,7 @@ TEST_CASE("tcn: random-sized pushes equal one big push", "[espdl_streaming]")
             TEST_ASSERT_EQUAL_UINT32(i, pieces.chunk_indices[i]);
         }
         // Same quantized arithmetic on the same frames: bit-identical floats.
-        TEST_ASSERT_EQUAL_MEMORY(whole.values.data(), pieces.values.data(),
-                                 whole.values.size() * sizeof(float));
+        TEST_ASSERT_EQUAL_MEMORY(whole.values.data(), pieces.values.data(), whole.values.size() * sizeof(float));
     }
     model.deinit();
 }
@@ -146,8 +144,7 @@ TEST_CASE("tcn: reset restores the first chunk's output", "[espdl_streaming]")
     TEST_ASSERT_EQUAL(1, again.chunk_indices.size());
     TEST_ASSERT_EQUAL_UINT32(0, again.chunk_indices[0]);
     TEST_ASSERT_EQUAL(first.values.size(), again.values.size());
-    TEST_ASSERT_EQUAL_MEMORY(first.values.data(), again.values.data(),
-                             first.values.size() * sizeof(float));
+    TEST_ASSERT_EQUAL_MEMORY(first.values.data(), again.values.data(), first.values.size() * sizeof(float));
     model.deinit();
 }
 

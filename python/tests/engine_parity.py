@@ -1,7 +1,9 @@
 """The differential check of the C++ host engine against the Python simulator.
 
-Shared by test_host_engine.py and test_zoo.py (every zoo model that verifies also runs on
-the engine); the engine itself comes from the session fixture ``host_engine`` in conftest.py.
+Not a conftest: a helper module the tests import (test_host_engine.py, test_quant_ops.py,
+test_quant_schemes.py, test_quality.py, test_fast_fixtures.py, and test_zoo.py: every zoo model that
+verifies also runs on the engine); the engine itself comes from the session fixture ``host_engine``
+in conftest.py.
 """
 
 from __future__ import annotations

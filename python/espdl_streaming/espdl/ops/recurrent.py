@@ -1,4 +1,4 @@
-"""ESP-DL's quantized GRU and LSTM, step by step, as the chip computes them.
+"""ESP-DL's quantized GRU and LSTM, step by step, as the chip computes them (the port: ops_recurrent.cpp).
 
 Unlike the other kernels, ESP-DL's recurrent modules do not requantize a float64 result:
 every time step mixes integer dot products, float32 look-up tables and float32 gate
@@ -28,11 +28,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from functools import lru_cache
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
-from ..facts import Rounding
+from ...facts import Rounding
+from .kernels import Kernel, NodeRun, Value, fail
 
 SIGMOID_RANGE = 6.3  # ESP-DL's SigmoidLUT bounds
 TANH_RANGE = 3.5  # ESP-DL's TanhLUT bounds
@@ -247,3 +248,65 @@ def lstm(
         h = _saturate(round_f32(temp, rounding), dtype)
         y[t, 0, 0] = h
     return y, h.reshape(1, 1, hidden), c.reshape(1, 1, hidden)
+
+
+# --------------------------------------------------------------------------- the GRU and LSTM nodes
+
+
+def _recurrent_args(run: NodeRun) -> dict[str, Any]:
+    x = run.input(0)
+    weight = run.sim.constant(run.node.inputs[1])
+    rec = run.sim.constant(run.node.inputs[2])
+    if x.exponent is None or not isinstance(x.exponent, int):
+        raise fail(run.node, "needs a quantized input with one exponent")
+    y_spec, h_spec = run.out(0), run.out(1)
+    if y_spec.exponent is None or h_spec.exponent is None:
+        raise fail(run.node, "its outputs Y and Y_h must be quantized")
+    return {
+        "hidden": int(run.attr("hidden_size")),
+        "x_exp": int(x.exponent),
+        "w_exp": int(weight.exponents[0]),
+        "r_exp": int(rec.exponents[0]),
+        "y_exp": int(y_spec.exponent),
+        "h_exp": int(h_spec.exponent),
+        "gate_exp": int(run.attr("gate_exponent", -8)),
+        "rounding": run.rounding,
+    }
+
+
+def _optional_data(run: NodeRun, index: int) -> np.ndarray | None:
+    return run.input(index).data if run.has_input(index) else None
+
+
+def _gru(run: NodeRun) -> list[Value]:
+    """ESP-DL's quantized GRU (gru above): Y and Y_h in the input's dtype."""
+    args = _recurrent_args(run)
+    weight = run.sim.constant(run.node.inputs[1]).data
+    rec = run.sim.constant(run.node.inputs[2]).data
+    bias = _optional_data(run, 3)
+    x = run.input(0).data
+    y, y_h = gru(x, weight, rec, bias, _optional_data(run, 5), **args)
+    return [Value(y, args["y_exp"]), Value(y_h, args["h_exp"])]
+
+
+def _lstm(run: NodeRun) -> list[Value]:
+    """ESP-DL's quantized LSTM (lstm above): Y, Y_h in the input's dtype, Y_c int16."""
+    args = _recurrent_args(run)
+    c_spec = run.out(2)
+    if c_spec.exponent is None:
+        raise fail(run.node, "its output Y_c must be quantized")
+    weight = run.sim.constant(run.node.inputs[1]).data
+    rec = run.sim.constant(run.node.inputs[2]).data
+    bias = _optional_data(run, 3)
+    x = run.input(0).data
+    y, y_h, y_c = lstm(
+        x, weight, rec, bias, _optional_data(run, 5), _optional_data(run, 6), c_exp=int(c_spec.exponent), **args
+    )
+    return [Value(y, args["y_exp"]), Value(y_h, args["h_exp"]), Value(y_c, int(c_spec.exponent))]
+
+
+#: The ONNX op types this module implements (ops_recurrent.cpp's prepare functions).
+OPS: dict[str, Kernel] = {
+    "GRU": _gru,
+    "LSTM": _lstm,
+}
