@@ -310,14 +310,14 @@ def stream_chunks(
 ) -> list[ComparedChunk]:
     """Run the streaming model (fresh state) over the float `frames` ([frames, *features], exported
     layout) chunk by chunk, as the firmware does: each chunk k as a prefix record [0, (k+1)*chunk)."""
-    from .espdl import LoopedSimulator, quantize, read_espdl, rounding_for_target
+    from .espdl import LoopedSimulator, quantize_values, read_espdl, rounding_for_target
 
     rounding = rounding_for_target(chip)
     sim = LoopedSimulator(read_espdl(streaming_bytes, source=source), rounding, source)
     records = []
     for k in range(frames.shape[0] // chunk_frames):
         chunk = frames[k * chunk_frames : (k + 1) * chunk_frames]
-        out = sim.run({v.input.name: quantize(chunk, v.input.exponent, v.input.dtype, rounding)[None]})
+        out = sim.run({v.input.name: quantize_values(chunk, v.input.exponent, v.input.dtype, rounding)[None]})
         records.append(
             ComparedChunk(k, 0, (k + 1) * chunk_frames,
                           {o.name: o.real(out[o.name]) for o in v.outputs})

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import StreamingConversionError
-from .espdl.ops.kernels import quantize
+from .espdl.ops.kernels import quantize_values
 from .espdl.reader import EspdlModel
 from .espdl.state import encode_initial_state
 from .facts import (
@@ -86,7 +86,7 @@ def initial_state_metadata(states: list[StateSpec], model: EspdlModel, rounding:
                 "quantized tensor, so its learned initial state cannot be stored"
             )
         values = np.asarray(spec.initial, dtype=np.float32).reshape(spec.shape)
-        raw = quantize(values, int(out.exponent), out.dtype, rounding)
+        raw = quantize_values(values, int(out.exponent), out.dtype, rounding)
         meta[f"{META_STATE_INITIAL}{spec.index}"] = encode_initial_state(raw)
     return meta
 

@@ -35,12 +35,12 @@ from .espdl import (
     Rounding,
     StateLoop,
     ValueInfo,
-    dequantize,
+    dequantize_values,
     initial_states,
     is_state_input,
     is_state_output,
     load_espdl,
-    quantize,
+    quantize_values,
     rounding_for_target,
     state_pairs,
 )
@@ -203,7 +203,7 @@ def quantize_chunks(frames: np.ndarray, spec: StreamSpec, rounding: Rounding) ->
     count = frames.shape[0] // chunk
     dropped = frames.shape[0] - count * chunk
     assert spec.input.exponent is not None
-    q = quantize(frames[: count * chunk], spec.input.exponent, spec.input.dtype, rounding)
+    q = quantize_values(frames[: count * chunk], spec.input.exponent, spec.input.dtype, rounding)
     q = q.reshape(count, 1, chunk, *spec.frame_shape)
     return [{spec.input.name: q[k]} for k in range(count)], dropped
 
@@ -228,7 +228,7 @@ def _real(info: ValueInfo, raw: np.ndarray) -> np.ndarray:
             raise RuntimeError(f"the engine returned {raw.dtype} for the float32 output '{info.name}'")
         return cast("np.ndarray", raw.copy())
     assert info.exponent is not None
-    return dequantize(raw, info.exponent).astype(np.float32)
+    return dequantize_values(raw, info.exponent).astype(np.float32)
 
 
 def assemble_outputs(spec: StreamSpec, results: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

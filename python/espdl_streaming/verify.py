@@ -29,7 +29,7 @@ from .espdl import (
     ValueInfo,
     is_state_input,
     is_state_output,
-    quantize,
+    quantize_values,
     read_espdl,
     rounding_for_target,
     state_pairs,
@@ -421,7 +421,7 @@ def verify(
 
     total_chunks = decl.verify_chunks + MAX_WARMUP_CHUNKS
     stream = _random_stream(in_spec, total_chunks * chunk, feature_shape)
-    q_stream = quantize(stream, in_spec.exponent, in_spec.dtype, rounding)[None]  # [1, frames, ...]
+    q_stream = quantize_values(stream, in_spec.exponent, in_spec.dtype, rounding)[None]  # [1, frames, ...]
 
     # Reference for chunk k: the offline model on the causal prefix [0, L), L = (k+1)*chunk.  A
     # model with constant reshapes over time only runs on its declared length T: then the

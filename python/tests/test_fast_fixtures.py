@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from engine_parity import assert_engine_matches_simulator
 
-from espdl_streaming.espdl import LoopedSimulator, Simulator, StateLoop, load_espdl, quantize
+from espdl_streaming.espdl import LoopedSimulator, Simulator, StateLoop, load_espdl, quantize_values
 from espdl_streaming.host_engine import model_info, run_int_chunks
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "fixtures"
@@ -42,7 +42,7 @@ def golden(name: str) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
     spec, chunks = rep["input"], data["chunks"]
     assert chunks == rep["golden_chunks"] >= 2
     frames = np.array(data["frames"], np.float32).reshape(chunks, *spec["shape"])
-    q = [quantize(f, spec["exponent"], spec["dtype"], rep["streaming"]["rounding"]) for f in frames]
+    q = [quantize_values(f, spec["exponent"], spec["dtype"], rep["streaming"]["rounding"]) for f in frames]
     outputs: list[dict[str, np.ndarray]] = [{} for _ in range(chunks)]
     for out in rep["outputs"]:
         values = np.array(data["outputs"][out["name"]], dtype=out["dtype"])

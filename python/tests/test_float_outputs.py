@@ -20,7 +20,7 @@ from conftest import build_args, run_cli
 from host_project import build_and_run
 
 from espdl_streaming.codegen import render_glue
-from espdl_streaming.espdl import LoopedSimulator, load_espdl, quantize
+from espdl_streaming.espdl import LoopedSimulator, load_espdl, quantize_values
 from espdl_streaming.espdl.reader import EspdlModel, Node, ValueInfo
 from espdl_streaming.glue import Glue
 from espdl_streaming.verify import TensorSpec, _float_test_rtol, _random_stream, _test_value_difference
@@ -62,7 +62,7 @@ def test_report_and_generated_code_describe_a_float32_output(per_frame: tuple[Pa
     model = load_espdl(out / "softmax_per_frame.espdl")
     spec = TensorSpec(**report["input"])
     frames = _random_stream(spec, report["golden_chunks"] * CHUNK, spec.shape[2:])
-    q = quantize(frames, spec.exponent, spec.dtype, report["streaming"]["rounding"])[None]
+    q = quantize_values(frames, spec.exponent, spec.dtype, report["streaming"]["rounding"])[None]
     sim = LoopedSimulator(model, report["streaming"]["rounding"])
     want = np.concatenate(
         [sim.run({spec.name: q[:, k * CHUNK : (k + 1) * CHUNK]})["output"].reshape(-1)
@@ -79,7 +79,7 @@ def test_run_cli_returns_the_float32_values(per_frame: tuple[Path, dict], tmp_pa
     np.save(tmp_path / "frames.npy", frames)
     rounding = report["streaming"]["rounding"]
     sim = LoopedSimulator(load_espdl(out / "softmax_per_frame.espdl"), rounding)
-    q = quantize(frames, spec.exponent, spec.dtype, rounding)[None]
+    q = quantize_values(frames, spec.exponent, spec.dtype, rounding)[None]
     want = np.concatenate([sim.run({spec.name: q[:, k * CHUNK : (k + 1) * CHUNK]})["output"] for k in range(3)], 1)
     assert want.dtype == np.float32 and want.shape == (1, 3 * CHUNK, 5)
     # A softmax over the 5 classes of every frame (an honest float result, not raw integers).

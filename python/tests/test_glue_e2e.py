@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from espdl_streaming.espdl import Simulator, load_espdl, quantize
+from espdl_streaming.espdl import Simulator, load_espdl, quantize_values
 from espdl_streaming.verify import TensorSpec, _random_stream
 
 CHUNKS = 11
@@ -143,7 +143,7 @@ def test_generated_glue_equals_simulator(
     spec = TensorSpec(**report["input"])
     chunk = report["chunk_frames"]
     frames = _random_stream(spec, CHUNKS * chunk + EXTRA_FRAMES, spec.shape[2:])  # starts with the golden frames
-    q = quantize(frames, spec.exponent, spec.dtype, report["streaming"]["rounding"])
+    q = quantize_values(frames, spec.exponent, spec.dtype, report["streaming"]["rounding"])
     outputs = []
     sim.reset()
     for k in range(CHUNKS):

@@ -18,7 +18,7 @@ import torch
 from conftest import build_args, run_cli
 from host_project import build_and_run
 
-from espdl_streaming.espdl import LoopedSimulator, StateLoop, dequantize, load_espdl, quantize
+from espdl_streaming.espdl import LoopedSimulator, StateLoop, dequantize_values, load_espdl, quantize_values
 from espdl_streaming.verify import TensorSpec, _random_stream
 
 ZOO = Path(__file__).resolve().parent / "zoo" / "faithful_recurrent.py"
@@ -56,8 +56,8 @@ def test_learned_initial_state_is_where_every_stream_starts(learned_h0: tuple[Pa
     spec = TensorSpec(**report["input"])
     rounding = report["streaming"]["rounding"]
     frames = _random_stream(spec, CHUNK, spec.shape[2:])
-    q = quantize(frames, spec.exponent, spec.dtype, rounding)[None]
-    torch_in = torch.from_numpy(dequantize(q, spec.exponent).astype(np.float32)).transpose(1, 2)
+    q = quantize_values(frames, spec.exponent, spec.dtype, rounding)[None]
+    torch_in = torch.from_numpy(dequantize_values(q, spec.exponent).astype(np.float32)).transpose(1, 2)
     with torch.no_grad():
         want = _float_model("gru_learned_h0")(torch_in).numpy()
     out_spec = report["outputs"][0]
@@ -67,7 +67,7 @@ def test_learned_initial_state_is_where_every_stream_starts(learned_h0: tuple[Pa
         if start_from_zero:
             sim.state = {k: np.zeros_like(v) for k, v in sim.state.items()}
         got = sim.run({spec.name: q})[out_spec["name"]]
-        return dequantize(np.asarray(got), out_spec["exponent"])
+        return dequantize_values(np.asarray(got), out_spec["exponent"])
 
     err_learned = float(np.abs(first_chunk(False) - want).max())
     err_zero = float(np.abs(first_chunk(True) - want).max())
@@ -82,7 +82,7 @@ def test_run_cli_starts_from_the_learned_state(learned_h0: tuple[Path, dict], tm
     model = load_espdl(out / "gru_learned_h0.espdl")
     rounding = report["streaming"]["rounding"]
     sim = LoopedSimulator(model, rounding)
-    q = quantize(frames, spec.exponent, spec.dtype, rounding)[None]
+    q = quantize_values(frames, spec.exponent, spec.dtype, rounding)[None]
     name = report["outputs"][0]["name"]
     want = np.concatenate([sim.run({spec.name: q[:, k * CHUNK : (k + 1) * CHUNK]})[name] for k in range(3)], axis=1)
     for engine in ("python", "host"):
@@ -90,7 +90,8 @@ def test_run_cli_starts_from_the_learned_state(learned_h0: tuple[Path, dict], tm
         r = run_cli("run", out / "gru_learned_h0.espdl", "--input", tmp_path / "frames.npy", "--out", result,
                     "--engine", engine)  # fmt: skip
         assert r.returncode == 0, r.stderr
-        np.testing.assert_array_equal(np.load(result), dequantize(want, report["outputs"][0]["exponent"]), engine)
+        expected = dequantize_values(want, report["outputs"][0]["exponent"])
+        np.testing.assert_array_equal(np.load(result), expected, engine)
 
 
 def test_returned_last_state_stays_a_user_output(tmp_path: Path) -> None:

@@ -22,9 +22,9 @@ from espdl_streaming.espdl import (
     Node,
     Simulator,
     ValueInfo,
-    dequantize,
+    dequantize_values,
     load_espdl,
-    quantize,
+    quantize_values,
     rounding_for_target,
 )
 
@@ -44,9 +44,9 @@ def _reference(model_path: Path, frames: np.ndarray, target: str) -> tuple[np.nd
     sim = Simulator(model, rounding)
     outs, q_chunks = [], []
     for k in range(len(frames) // 3):
-        q = quantize(frames[3 * k : 3 * k + 3][None], inp.exponent, inp.dtype, rounding)
+        q = quantize_values(frames[3 * k : 3 * k + 3][None], inp.exponent, inp.dtype, rounding)
         q_chunks.append(q)
-        outs.append(dequantize(sim.run({inp.name: q})[out.name], out.exponent).astype(np.float32))
+        outs.append(dequantize_values(sim.run({inp.name: q})[out.name], out.exponent).astype(np.float32))
     return np.stack(outs, axis=1), q_chunks
 
 
@@ -77,10 +77,10 @@ def test_run_matches_the_offline_model_on_every_prefix(p4_run, example_builds: d
     offline = load_espdl(build / "tcn.offline.espdl")
     (inp,), (out,) = offline.inputs, offline.outputs
     sim = Simulator(offline, "half_even", any_frames=True)
-    q = quantize(_frames()[None], inp.exponent, inp.dtype, "half_even")
+    q = quantize_values(_frames()[None], inp.exponent, inp.dtype, "half_even")
     warmup = json.loads((build / "tcn.report.json").read_text())["streaming"]["warmup_chunks"]
     for k in range(warmup, FRAMES // 3):
-        ref = dequantize(sim.run({inp.name: q[:, : 3 * (k + 1)]})[out.name], out.exponent)
+        ref = dequantize_values(sim.run({inp.name: q[:, : 3 * (k + 1)]})[out.name], out.exponent)
         assert np.array_equal(got[:, k], ref.astype(np.float32)), f"chunk {k}"
 
 
@@ -309,12 +309,12 @@ def test_state_loops_back_and_stays_out_of_frames_and_outputs(example_builds: di
     acc = np.zeros((1, 8), np.int64)
     want_out, want_acc, want_frames = [], [], []
     for k in range(10):
-        q = quantize(frames[3 * k : 3 * k + 3][None], inp.exponent, inp.dtype, "half_even")
+        q = quantize_values(frames[3 * k : 3 * k + 3][None], inp.exponent, inp.dtype, "half_even")
         trace = sim.run({inp.name: q}, trace=True)
         acc = np.clip(acc + trace["output"], -128, 127)
-        want_out.append(dequantize(trace["output"], -8))
-        want_acc.append(dequantize(acc, -8))
-        want_frames.append(dequantize(trace[PER_FRAME], per_frame_exp))
+        want_out.append(dequantize_values(trace["output"], -8))
+        want_acc.append(dequantize_values(acc, -8))
+        want_frames.append(dequantize_values(trace[PER_FRAME], per_frame_exp))
     assert plain.outputs[0].exponent == -8
     assert np.array_equal(result.outputs["output"], np.stack(want_out, axis=1).astype(np.float32))
     assert np.array_equal(result.outputs["acc"], np.stack(want_acc, axis=1).astype(np.float32))
@@ -372,10 +372,10 @@ def test_recurrent_model_streams_like_the_offline_model(lstm_build: Path, tmp_pa
     offline = load_espdl(lstm_build.with_name("lstm.offline.espdl"))
     feeds = {v.name: np.zeros(v.shape, v.dtype) for v in offline.inputs}
     inp = next(v for v in offline.inputs if v.name == "input")
-    feeds["input"] = quantize(frames[None, :40], inp.exponent, inp.dtype, "half_up")
+    feeds["input"] = quantize_values(frames[None, :40], inp.exponent, inp.dtype, "half_up")
     out = next(v for v in offline.outputs if v.name == "output")
     want = Simulator(offline, "half_up", any_frames=True).run(feeds)["output"]
-    assert np.array_equal(got, dequantize(want, out.exponent).astype(np.float32))
+    assert np.array_equal(got, dequantize_values(want, out.exponent).astype(np.float32))
     # and it takes the loop-back: every chunk from a zero state gives something else
     spec = run_mod.stream_spec(model, str(lstm_build))
     sim = Simulator(model, "half_up")

@@ -26,9 +26,9 @@ from espdl_streaming.espdl import (
     Simulator,
     Tensor,
     ValueInfo,
-    dequantize,
+    dequantize_values,
     load_espdl,
-    quantize,
+    quantize_values,
     read_espdl,
     rounding_for_target,
 )
@@ -169,7 +169,7 @@ def test_corrupt_files_raise_format_error(export: Exporter, tmp_path: Path) -> N
         load_espdl(tmp_path / "missing.espdl")
 
 
-# --------------------------------------------------------------------------- quantize
+# --------------------------------------------------------------------------- quantize_values
 
 
 @pytest.mark.parametrize(
@@ -179,17 +179,17 @@ def test_corrupt_files_raise_format_error(export: Exporter, tmp_path: Path) -> N
 )  # fmt: skip
 def test_quantize_rounds_ties_per_chip(target: str, expected: list[int]) -> None:
     ties = np.array([2.5, -2.5, 0.5, -0.5, 1.5, -1.5]) * 2.0**-3
-    q = quantize(ties, -3, "int8", rounding_for_target(target))
+    q = quantize_values(ties, -3, "int8", rounding_for_target(target))
     assert q.dtype == np.int8 and q.tolist() == expected
 
 
 @pytest.mark.parametrize("rounding", ("half_even", "half_up"))
 def test_quantize_saturates_and_zeroes_nan(rounding: str) -> None:
     x = np.array([1e9, -1e9, np.inf, -np.inf, np.nan, 0.49999999999999994])
-    assert quantize(x, 0, "int8", rounding).tolist() == [127, -128, 127, -128, 0, 0]  # type: ignore[arg-type]
-    assert quantize(x, 0, "int16", rounding).tolist() == [32767, -32768, 32767, -32768, 0, 0]  # type: ignore[arg-type]
-    assert quantize(np.array([96.0]), 5, "int8", rounding).tolist() == [3]  # type: ignore[arg-type]
-    assert dequantize(np.array([3, -128], dtype=np.int8), -2).tolist() == [0.75, -32.0]
+    assert quantize_values(x, 0, "int8", rounding).tolist() == [127, -128, 127, -128, 0, 0]  # type: ignore[arg-type]
+    assert quantize_values(x, 0, "int16", rounding).tolist() == [32767, -32768, 32767, -32768, 0, 0]  # type: ignore[arg-type]
+    assert quantize_values(np.array([96.0]), 5, "int8", rounding).tolist() == [3]  # type: ignore[arg-type]
+    assert dequantize_values(np.array([3, -128], dtype=np.int8), -2).tolist() == [0.75, -32.0]
 
 
 # --------------------------------------------------------------------------- hand-built graphs
@@ -233,7 +233,7 @@ def test_streaming_cache_feeds_a_causal_conv() -> None:
     padded = np.concatenate([np.zeros((1, 2, 2)), frames * 2.0**-4], axis=1)
     w = weight.data[:, :, 0] * 2.0**-2
     real = sum(padded[:, k : k + 10] * w[k] for k in range(3))
-    np.testing.assert_array_equal(streamed, quantize(real, -5, "int8", "half_even"))
+    np.testing.assert_array_equal(streamed, quantize_values(real, -5, "int8", "half_even"))
     assert sim.macs() == 2 * 3
 
 

@@ -86,7 +86,7 @@ inline double round_scaled(double s, rounding mode)
     return low + ((s - low) >= 0.5 ? 1.0 : 0.0);
 }
 
-/* espdl/ops/kernels.py quantize for one value: clamp(round(x * 2^-e)), NaN -> 0, +-inf saturate. */
+/* espdl/ops/kernels.py quantize_values for one value: clamp(round(x * 2^-e)), NaN -> 0, +-inf saturate. */
 inline double quantize_value(double x, int exponent, double low, double high, rounding mode)
 {
     double s = std::ldexp(x, -exponent);

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..reader import Tensor
-from .kernels import Kernel, NodeRun, Value, dequantize, fail
+from .kernels import Kernel, NodeRun, Value, dequantize_values, fail
 
 # --------------------------------------------------------------------------- Conv, Gemm, MatMul
 
@@ -49,7 +49,7 @@ def _filter_real(tensor: Tensor, channel_axis: int) -> np.ndarray:
         shape = [1] * tensor.data.ndim
         shape[channel_axis] = exps.size
         exps = exps.reshape(shape)
-    return dequantize(tensor.data, exps)
+    return dequantize_values(tensor.data, exps)
 
 
 def _bias_real(run: NodeRun, index: int, weight: Tensor) -> np.ndarray | float:
@@ -63,11 +63,11 @@ def _bias_real(run: NodeRun, index: int, weight: Tensor) -> np.ndarray | float:
     tensor = run.sim.constant(run.node.inputs[index])
     x_exp = run.input(0).exponent
     if not isinstance(x_exp, int | np.integer):  # a float input has no accumulator (ESP-DL does not run it)
-        return dequantize(tensor.data, np.asarray(tensor.exponents, dtype=np.int64).reshape(-1))
+        return dequantize_values(tensor.data, np.asarray(tensor.exponents, dtype=np.int64).reshape(-1))
     w_exps = np.asarray(weight.exponents, dtype=np.int64).reshape(-1)
     if w_exps.size > 1 and (tensor.data.ndim == 0 or tensor.data.shape[-1] != w_exps.size):
         raise fail(run.node, f"the bias has {tensor.data.shape} values for {w_exps.size} weight exponents")
-    return dequantize(tensor.data, int(x_exp) + w_exps)
+    return dequantize_values(tensor.data, int(x_exp) + w_exps)
 
 
 def _conv(run: NodeRun) -> list[Value]:

@@ -16,7 +16,7 @@ from typing import cast
 import numpy as np
 
 from ..reader import Tensor
-from .kernels import INT_RANGES, Kernel, NodeRun, Value, dequantize, fail, round_scaled
+from .kernels import INT_RANGES, Kernel, NodeRun, Value, dequantize_values, fail, round_scaled
 
 
 def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Kernel:
@@ -118,7 +118,7 @@ def _lookup(run: NodeRun, table: Tensor) -> list[Value]:
     if spec.exponent is not None and table_exp == spec.exponent and spec.dtype in INT_RANGES:
         lo, hi = INT_RANGES[spec.dtype]
         return [Value(np.clip(out, lo, hi).astype(spec.dtype), spec.exponent)]
-    return [run.emit(dequantize(out, table_exp))]
+    return [run.emit(dequantize_values(out, table_exp))]
 
 
 def _unary(op_type: str) -> Kernel:

@@ -43,7 +43,7 @@ def round_scaled(scaled: np.ndarray, rounding: Rounding) -> np.ndarray:
     return cast("np.ndarray", low + (scaled - low >= 0.5))
 
 
-def quantize(x: np.ndarray, exponent: int, dtype: str, rounding: Rounding) -> np.ndarray:
+def quantize_values(x: np.ndarray, exponent: int, dtype: str, rounding: Rounding) -> np.ndarray:
     """q = clamp(round(x * 2**-exponent)) in ``dtype``; NaN -> 0, +-inf saturate."""
     if dtype not in INT_RANGES:
         raise ValueError(f"cannot quantize to {dtype}")
@@ -54,7 +54,7 @@ def quantize(x: np.ndarray, exponent: int, dtype: str, rounding: Rounding) -> np
     return cast("np.ndarray", np.clip(q, low, high).astype(dtype))
 
 
-def dequantize(q: np.ndarray, exponent: int | np.ndarray) -> np.ndarray:
+def dequantize_values(q: np.ndarray, exponent: int | np.ndarray) -> np.ndarray:
     """x = q * 2**exponent in float64 (``exponent`` may broadcast per channel)."""
     return np.ldexp(np.asarray(q, dtype=np.float64), np.asarray(exponent, dtype=np.int64))
 
@@ -93,7 +93,7 @@ class Value:
     def real(self) -> np.ndarray:
         if self.exponent is None:
             return np.asarray(self.data, dtype=np.float64)
-        return dequantize(self.data, self.exponent)
+        return dequantize_values(self.data, self.exponent)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class NodeRun:
         spec = self.out(index)
         if spec.exponent is None or spec.dtype in FLOAT_DTYPES:
             return Value(np.asarray(real, dtype=spec.dtype if spec.dtype in FLOAT_DTYPES else np.float64), None)
-        return Value(quantize(real, spec.exponent, spec.dtype, self.rounding), spec.exponent)
+        return Value(quantize_values(real, spec.exponent, spec.dtype, self.rounding), spec.exponent)
 
     def passthrough(self, value: Value, data: np.ndarray) -> Value:
         """Data movement (reshape, slice...): keep integers when the exponent is unchanged."""
