@@ -4,7 +4,7 @@
 #     MODEL <file.py>:<factory> | <file.onnx>
 #     INPUT_SHAPE <dim>...
 #     CHUNK_FRAMES <n>
-#     [CALIBRATION <file.npy> | <file.npz> | <file.py>:<function>]
+#     [CALIBRATION <file.npy> | <file.npz> | <file.py>:<function>]   # with FRONTEND also <file.wav> | <folder>
 #     [CALIB_STEPS <n>]                      # default: CONFIG_ESPDL_STREAMING_CALIB_STEPS
 #     [QUANT w8a8 | w8a16 | w16a16 | auto]   # default: w8a8 (BITS 8 | 16: alias of w8a8 | w16a16)
 #     [EVAL <file.npy> | <file.npz> | <file.py>:<function>]   # default: held-out calibration data
@@ -13,6 +13,8 @@
 #     [CALIB_ALGORITHM kl | minmax | percentile | mse]   # default: esp-ppq's for the scheme
 #     [CALIB_OPTIONS equalization | bias_correction ...]
 #     [PLACEMENT RODATA | PLACEMENT PARTITION <label>]   # default: RODATA
+#     [FRONTEND fbank | mfcc | spectrogram]  # the speech front end; its options (SAMPLE_RATE,
+#                                            # NUM_MEL_BINS, ..., RESAMPLE): README "Speech front end"
 #     [TARGET <cmake-target>]                # default: the calling component's library
 #     [DEPENDS <file>...])
 #
@@ -53,8 +55,9 @@ function(espdl_streaming_add_model name)
     endif()
 
     set_property(GLOBAL PROPERTY __ESPDL_STREAMING_CALLER espdl_streaming_add_model)
+    __espdl_streaming_frontend_keywords(frontend_keywords)
     set(single TARGET MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB
-               CALIB_ALGORITHM)
+               CALIB_ALGORITHM ${frontend_keywords})
     set(multi INPUT_SHAPE PLACEMENT DEPENDS CALIB_OPTIONS)
     set(args "${ARGN}")
     __espdl_streaming_check_keywords("${name}" "STRICT" "${single}" "${multi}" "${CMAKE_CURRENT_SOURCE_DIR}" ${args})

@@ -18,6 +18,7 @@
 #       [QUANT w8a8|w8a16|w16a16|auto] [BITS 8|16] [EVAL model/eval.npy] [MIN_SNR_DB 30] [STRICT]
 #       [CALIB_ALGORITHM kl|minmax|percentile|mse] [CALIB_OPTIONS equalization bias_correction]
 #       [VERIFY_CHUNKS 8] [PLACEMENT RODATA | PLACEMENT PARTITION <label>]
+#       [FRONTEND fbank|mfcc|spectrogram [SAMPLE_RATE 16000] [NUM_MEL_BINS 40] ... [RESAMPLE ON]]
 #       [PYTHON <interpreter>] [DEPENDS <file>...])
 #
 # espdl_streaming_add_model_to_target(<name> TARGET <target> MODEL <file.py:factory | file.onnx>
@@ -45,6 +46,11 @@
 #                  mse; default esp-ppq's (kl at 8-bit activations, minmax at 16). Model-dependent.
 #   CALIB_OPTIONS  esp-ppq passes run while calibrating (--calib-options): equalization,
 #                  bias_correction (not on models with LSTM layers).
+#   FRONTEND       the speech front end (ESP-DL's dl::audio Fbank, MFCC or Spectrogram) that computes
+#                  the model's input frames from PCM; its options SAMPLE_RATE, FRAME_LENGTH_MS, ...,
+#                  RESAMPLE (README "Speech front end"; python/espdl_streaming/audio/declare.py) each
+#                  take one value and are passed as --frontend-<option>. With FRONTEND, CALIBRATION and
+#                  EVAL may also be a .wav file, a folder of .wav files or a .npy of PCM.
 #   PLACEMENT      RODATA (default): the bytes are linked into TARGET, 16-byte aligned.
 #                  PARTITION <label>: the glue loads from a flash data partition; flashing the
 #                  .espdl there is the caller's job (the ESP-IDF wrapper does it).
@@ -108,6 +114,17 @@ set(__ESPDL_STREAMING_MAX_MIN_SNR_DB 150)
 set(__ESPDL_STREAMING_QUANT_SCHEMES w8a8 w8a16 w16a16 auto)
 set(__ESPDL_STREAMING_CALIB_ALGORITHMS kl minmax percentile mse)
 set(__ESPDL_STREAMING_CALIB_OPTIONS equalization bias_correction)
+
+# The speech front end's keywords (one value each), equal to audio/declare.py's CMAKE_KEYWORDS (a test checks
+# it): each is passed to the tool as the flag of the same name (--frontend, --frontend-sample-rate, ...), which
+# validates it. A function, not a variable: this file may be included from a function scope.
+function(__espdl_streaming_frontend_keywords out)
+    set(${out}
+        FRONTEND SAMPLE_RATE FRAME_LENGTH_MS FRAME_SHIFT_MS NUM_MEL_BINS NUM_CEPS CEPSTRAL_LIFTER
+        PREEMPHASIS WINDOW LOW_FREQ HIGH_FREQ LOG_MODE LOG_EPSILON USE_ENERGY RAW_ENERGY USE_POWER
+        REMOVE_DC_OFFSET DITHER RESAMPLE
+        PARENT_SCOPE)
+endfunction()
 
 # Levenshtein distance between two (short) strings.
 function(__espdl_streaming_distance out a b)
@@ -321,6 +338,31 @@ function(__espdl_streaming_resolve_ref name keyword ref base_dir out_file out_fu
         __espdl_streaming_fail(${name} "${keyword} file '${file}' not found (looked for ${abs})")
     endif()
     set(${out_file} "${abs}" PARENT_SCOPE)
+    set(${out_func} "${func}" PARENT_SCOPE)
+endfunction()
+
+# CALIBRATION / EVAL: as __espdl_streaming_resolve_ref, and with FRONTEND also audio: a .wav file or a folder
+# of .wav files (the tool lists the folder and writes the files into the depfile).
+function(__espdl_streaming_resolve_data name keyword ref base_dir frontend out_file out_func)
+    get_filename_component(abs "${ref}" ABSOLUTE BASE_DIR "${base_dir}")
+    get_filename_component(ext "${ref}" LAST_EXT)
+    string(TOLOWER "${ext}" ext)
+    if(ext STREQUAL ".wav" OR (IS_DIRECTORY "${abs}" AND NOT ext STREQUAL ".py"))
+        if(NOT frontend)
+            __espdl_streaming_fail(${name} "${keyword} '${ref}' is audio (a .wav file or a folder): calibrating "
+                                   "from audio needs the front end that turns it into the model's input: add "
+                                   "FRONTEND fbank|mfcc|spectrogram and its options, or give feature frames "
+                                   "(<file.npy>, <file.npz> or <file.py>:<function>)")
+        endif()
+        if(NOT EXISTS "${abs}")
+            __espdl_streaming_fail(${name} "${keyword} '${ref}' not found (looked for ${abs})")
+        endif()
+        set(${out_file} "${abs}" PARENT_SCOPE)
+        set(${out_func} "" PARENT_SCOPE)
+        return()
+    endif()
+    __espdl_streaming_resolve_ref(${name} ${keyword} "${ref}" "${base_dir}" file func)
+    set(${out_file} "${file}" PARENT_SCOPE)
     set(${out_func} "${func}" PARENT_SCOPE)
 endfunction()
 
@@ -571,8 +613,9 @@ endfunction()
 #       MODEL ... INPUT_SHAPE ... CHUNK_FRAMES ... [CALIBRATION ...] [CALIB_STEPS ...]
 #       [BITS ...] [VERIFY_CHUNKS ...] [PLACEMENT ...] [DEPENDS ...])
 function(__espdl_streaming_add_model name)
+    __espdl_streaming_frontend_keywords(frontend_keywords)
     set(single TARGET CHIP PYTHON BASE_DIR MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS
-               VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB CALIB_ALGORITHM ESPDL_VERSION)
+               VERIFY_CHUNKS QUANT EVAL MIN_SNR_DB CALIB_ALGORITHM ESPDL_VERSION ${frontend_keywords})
     set(multi INPUT_SHAPE PLACEMENT DEPENDS CALIB_OPTIONS)
     cmake_parse_arguments(PARSE_ARGV 1 arg "STRICT" "${single}" "${multi}")
 
@@ -714,6 +757,20 @@ function(__espdl_streaming_add_model name)
         endif()
         list(APPEND extra_flags --verify-chunks ${arg_VERIFY_CHUNKS})
     endif()
+    # The speech front end: every keyword given becomes its flag; the tool checks the values.
+    foreach(kw IN LISTS frontend_keywords)
+        if(DEFINED arg_${kw})
+            if(kw STREQUAL "FRONTEND")
+                set(flag --frontend)
+            else()
+                string(TOLOWER "${kw}" flag)
+                string(REPLACE "_" "-" flag "--frontend-${flag}")
+            endif()
+            list(APPEND extra_flags ${flag} "${arg_${kw}}")
+        elseif(kw IN_LIST arg_KEYWORDS_MISSING_VALUES)
+            __espdl_streaming_fail(${name} "${kw} needs a value")
+        endif()
+    endforeach()
     if(NOT arg_CHIP MATCHES "^[a-z0-9]+$")
         __espdl_streaming_fail(${name} "CHIP must be a chip name such as esp32p4, got '${arg_CHIP}'")
     endif()
@@ -746,8 +803,8 @@ function(__espdl_streaming_add_model name)
     endif()
     set(deps "${model_file}")
     if(DEFINED arg_CALIBRATION)
-        __espdl_streaming_resolve_ref(${name} CALIBRATION "${arg_CALIBRATION}" "${arg_BASE_DIR}"
-                                      calib_file calib_func)
+        __espdl_streaming_resolve_data(${name} CALIBRATION "${arg_CALIBRATION}" "${arg_BASE_DIR}"
+                                       "${arg_FRONTEND}" calib_file calib_func)
         set(calib_arg "${calib_file}")
         if(calib_func)
             set(calib_arg "${calib_file}:${calib_func}")
@@ -756,7 +813,8 @@ function(__espdl_streaming_add_model name)
         list(APPEND deps "${calib_file}")
     endif()
     if(DEFINED arg_EVAL)
-        __espdl_streaming_resolve_ref(${name} EVAL "${arg_EVAL}" "${arg_BASE_DIR}" eval_file eval_func)
+        __espdl_streaming_resolve_data(${name} EVAL "${arg_EVAL}" "${arg_BASE_DIR}" "${arg_FRONTEND}"
+                                       eval_file eval_func)
         set(eval_arg "${eval_file}")
         if(eval_func)
             set(eval_arg "${eval_file}:${eval_func}")
@@ -880,8 +938,9 @@ endfunction()
 
 function(espdl_streaming_add_model_to_target name)
     set_property(GLOBAL PROPERTY __ESPDL_STREAMING_CALLER espdl_streaming_add_model_to_target)
+    __espdl_streaming_frontend_keywords(frontend_keywords)
     set(single TARGET CHIP PYTHON MODEL CHUNK_FRAMES CALIBRATION CALIB_STEPS BITS VERIFY_CHUNKS
-               QUANT EVAL MIN_SNR_DB CALIB_ALGORITHM)
+               QUANT EVAL MIN_SNR_DB CALIB_ALGORITHM ${frontend_keywords})
     set(multi INPUT_SHAPE PLACEMENT DEPENDS CALIB_OPTIONS)
     set(args "${ARGN}")
     __espdl_streaming_check_keywords("${name}" "STRICT" "${single}" "${multi}" "${CMAKE_CURRENT_SOURCE_DIR}" ${args})

@@ -19,6 +19,7 @@ from .report import (
     BuildReport,
     CacheReport,
     CalibrationReport,
+    FrontendReport,
     JSONObject,
     PlacementReport,
     RecurrentStateReport,
@@ -56,6 +57,24 @@ def _calibration(decl: Declaration, samples: int, random: bool) -> CalibrationRe
             "fit real inputs. Pass CALIBRATION (CMake) / --calibration (CLI) with representative frames.",
         )  # fmt: skip
     return CalibrationReport(str(decl.calibration), samples, False)
+
+
+def _frontend_report(decl: Declaration) -> FrontendReport | None:
+    front = decl.frontend
+    if front is None:
+        return None
+    c = front.config
+    config: JSONObject = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+    return FrontendReport(
+        kind=c.kind,
+        sample_rate=c.sample_rate,
+        feature_dim=c.feature_dim,
+        frame_length_samples=c.win_len,
+        frame_shift_samples=c.win_step,
+        fft_size=c.fft_size,
+        resample=front.resample,
+        config=config,
+    )
 
 
 def _placement_report(decl: Declaration) -> PlacementReport:
@@ -173,6 +192,7 @@ def make_report(
         dependencies=[str(p) for p in q.deps],
         seconds={k: round(val, 3) for k, val in seconds.items()},
         warnings=list(warnings),
+        frontend=_frontend_report(decl),
     )
 
 
@@ -430,6 +450,10 @@ def run_build(decl: Declaration, command_line: str) -> BuildOutputs:
     from .fidelity import fidelity_report
     from .quality import gate, quality_report, saturation_problems
 
+    if decl.frontend is not None:
+        from .audio.declare import check_filters
+
+        check_filters(decl.frontend, decl.name)  # the mel-filter checks the declaration left out (numpy)
     t0 = time.perf_counter()
     auto = None
     if decl.quant == "auto":

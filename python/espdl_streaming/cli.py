@@ -15,6 +15,8 @@ from pathlib import Path
 
 from . import __version__
 from .artifacts import add_build_arguments, add_lock_parser
+from .audio.declare import add_cli_arguments as add_frontend_arguments
+from .audio.declare import options_from_namespace as frontend_options
 from .declaration import CALIB_ALGORITHMS, CALIB_OPTIONS, MIN_VERIFY_CHUNKS, make_declaration
 from .errors import EspdlStreamingError
 from .report import BuildReport, JSONObject, JSONValue
@@ -49,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--chunk-frames", required=True, type=int, help="new frames per streaming step")
     _add_target(b, required=True, help="ESP-IDF chip target: esp32p4, esp32s3, esp32c3, ...")
     b.add_argument("--out-dir", required=True, type=Path, help="directory for the outputs")
-    b.add_argument("--calibration", help="FILE.npy / FILE.npz ([N, ...input shape without batch]) or FILE.py:FUNC")
+    b.add_argument(
+        "--calibration",
+        help="FILE.npy / FILE.npz ([N, ...input shape without batch]) or FILE.py:FUNC; with --frontend also audio: "
+        "FILE.wav, a folder of .wav files or a 1-D / 2-D FILE.npy of PCM (features computed as the chip does)",
+    )
     b.add_argument("--calib-steps", type=int, default=32, help="calibration batches (default 32)")
     b.add_argument(
         "--quant",
@@ -98,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_quiet(b)
     b.add_argument("--log", type=Path, help="also write esp-ppq's full log to this file")
+    add_frontend_arguments(
+        b.add_argument_group(
+            "speech front end",
+            "ESP-DL's dl::audio front end computing the model's input frames from PCM (CMake: FRONTEND and the "
+            "keywords of the same names)",
+        )
+    )
     add_build_arguments(b)  # --project-dir, --no-cache, --lock-dir, --update-lock (artifacts.py)
 
     sub.add_parser(
@@ -181,6 +194,13 @@ def _summary(report: BuildReport, written: list[Path], out_dir: Path) -> str:
             + (f", top-1 agreement {100 * _number(top1):.1f}%" if top1 is not None else "")
             + (f"; gate MIN_SNR_DB {_number(gate['min_snr_db']):g} passed" if gate.get("passed") else "")
             + (f"; auto: {_promoted_text(promoted)} at 16 bits" if isinstance(promoted, list) else "")
+        )
+    fe = report.frontend
+    if fe is not None:
+        lines.append(
+            f"  front end {fe.kind}: {fe.feature_dim} features per frame from {fe.sample_rate} Hz PCM, frames of "
+            f"{fe.frame_length_samples} samples every {fe.frame_shift_samples} ({fe.config['frame_length']}/"
+            f"{fe.config['frame_shift']} ms)"
         )
     i = report.input
     lines.append(f"  input   {i.name}: {i.dtype} {i.shape} exponent {i.exponent}")
@@ -286,6 +306,7 @@ def _build(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             calib_algorithm=args.calib_algorithm,
             calib_options=args.calib_options,
             espdl_version=args.espdl_version,
+            frontend=frontend_options(args),
         )
         result = produce(decl, args, given)  # from the lock, the build cache or the quantizer
         files = dict(result.files)

@@ -10,15 +10,22 @@ from __future__ import annotations
 import keyword
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .audio.declare import FrontendDeclaration, check_feature_dim, parse_frontend
 from .errors import DeclarationError
 from .espdl_semantics import ESPDL_W8A16_MIN, runs_w8a16
 from .facts import CHIP_TO_PPQ_TARGET, CPP_KEYWORDS
 
 MIN_VERIFY_CHUNKS = 8
+
+#: dataclasses.field metadata: the field enters the build's fingerprint (inputs.declaration_fingerprint, the
+#: cache key and the lock) only when it differs from its default, so adding one keeps the fingerprints of
+#: declarations that do not use it as they were.
+FINGERPRINT_WHEN_SET = {"fingerprint": "when_set"}
 
 #: Quantization schemes (esp-ppq 1.3.12's quant_type): weights and activations at 8 or 16 bits;
 #: "auto" starts from w8a8 and moves the worst layers to 16 bits until --min-snr-db holds.
@@ -51,8 +58,18 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class CalibrationRef:
+    """CALIBRATION / EVAL: FILE.npy, FILE.npz, FILE.py:FUNC, or with a front end audio: FILE.wav, a folder of
+    .wav files (``path`` the folder) or FILE.npy of PCM (1-D or 2-D; see loading.load_samples)."""
+
     path: Path
     function: str | None  # for FILE.py:FUNC
+    # Audio: the .wav files read, in order (a folder's listing, taken when the declaration is parsed, so that
+    # adding or removing a file changes the build's fingerprint); empty otherwise.
+    wav_files: tuple[Path, ...] = field(default=(), metadata=FINGERPRINT_WHEN_SET)
+
+    @property
+    def is_audio_folder(self) -> bool:
+        return self.path.is_dir()
 
     def __str__(self) -> str:
         return f"{self.path}:{self.function}" if self.function else str(self.path)
@@ -93,6 +110,9 @@ class Declaration:
     # The ESP-DL version the project builds with, when known (the ESP-IDF wrapper reads its manifest):
     # QUANT w8a16 needs >= 3.3.11 and QUANT auto keeps to what it can load.
     espdl_version: str | None = None
+    # The speech front end (FRONTEND and its options): the model's input frames are ESP-DL's Fbank / MFCC /
+    # Spectrogram features of PCM, and calibration and evaluation data may be audio.
+    frontend: FrontendDeclaration | None = field(default=None, metadata=FINGERPRINT_WHEN_SET)
 
     @property
     def bits(self) -> int:
@@ -185,13 +205,49 @@ def parse_shape(name: str, text: str) -> tuple[int, ...]:
     return shape
 
 
-def parse_calibration(name: str, text: str, flag: str = "--calibration") -> CalibrationRef:
+def list_wav_files(folder: Path) -> tuple[Path, ...]:
+    """The ``*.wav`` files under ``folder`` as audio.pcm.list_wav_files reads them (recursive, any case, no
+    names starting with '.', sorted by relative POSIX path), without numpy."""
+    found = []
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.suffix.lower() == ".wav" and p.is_file():
+            found.append(p)
+    return tuple(sorted(found, key=lambda p: p.relative_to(folder).as_posix()))
+
+
+def parse_calibration(
+    name: str, text: str, flag: str = "--calibration", frontend: FrontendDeclaration | None = None
+) -> CalibrationRef:
+    path = Path(text)
+    is_wav = text.lower().endswith(".wav")
+    if is_wav or (path.is_dir() and not text.endswith(".py")):
+        what = "a .wav file" if is_wav else "a folder"
+        if frontend is None:
+            raise _fail(
+                name,
+                f"{flag} '{text}' is {what}: audio data needs the front end that turns it into the "
+                "model's input: declare FRONTEND fbank|mfcc|spectrogram (--frontend) with its options, or give "
+                "feature frames as FILE.npy / FILE.npz / FILE.py:FUNC",
+            )
+        if is_wav:
+            if not path.is_file():
+                raise _fail(name, f"{flag}: file not found: {path.resolve()}")
+            return CalibrationRef(path.resolve(), None, (path.resolve(),))
+        folder = path.resolve()
+        files = list_wav_files(folder)
+        if not files:
+            raise _fail(name, f"{flag} '{text}': no .wav files in the folder {folder} (or under it)")
+        return CalibrationRef(folder, None, files)
     if text.endswith((".npy", ".npz")):
         path, func = Path(text), None
     else:
         path_text, sep, func_text = text.rpartition(":")
         if not sep or not path_text.endswith(".py") or not func_text.isidentifier():
-            raise _fail(name, f"{flag} '{text}' must be FILE.npy, FILE.npz or FILE.py:FUNC")
+            audio = ", FILE.wav or a folder of .wav files" if frontend is not None else ""
+            raise _fail(name, f"{flag} '{text}' must be FILE.npy, FILE.npz or FILE.py:FUNC{audio}")
         path, func = Path(path_text), func_text
     if not path.is_file():
         raise _fail(name, f"{flag}: file not found: {path.resolve()}")
@@ -311,8 +367,13 @@ def make_declaration(
     calib_algorithm: str | None = None,
     calib_options: str | Sequence[str] | None = None,
     espdl_version: str | None = None,
+    frontend: Mapping[str, Any] | None = None,
 ) -> Declaration:
-    """Validate every argument and return the declaration, or raise DeclarationError."""
+    """Validate every argument and return the declaration, or raise DeclarationError.
+
+    ``frontend`` maps the front-end options (audio.declare.OPTIONS: CMake keyword, CLI flag or argparse dest)
+    to their text, None for "not given"; without FRONTEND there is no front end.
+    """
     validate_name(name)
     chip = target.lower()
     if chip not in CHIP_TO_PPQ_TARGET:
@@ -343,9 +404,13 @@ def make_declaration(
         raise _fail(name, f"--calib-steps {calib_steps}: must be positive")
     if verify_chunks < MIN_VERIFY_CHUNKS:
         raise _fail(name, f"--verify-chunks {verify_chunks}: at least {MIN_VERIFY_CHUNKS} chunks are verified")
+    # Pure-Python checks only (no numpy: a cache hit imports none); the mel filters are checked by the build.
+    front = parse_frontend(frontend or {}, name, filters=False)
+    if front is not None:
+        check_feature_dim(front.config, shape, name)
     model_ref = parse_model_ref(name, model)
-    calib = parse_calibration(name, calibration) if calibration else None
-    eval_ref = parse_calibration(name, evaluation, "--eval") if evaluation else None
+    calib = parse_calibration(name, calibration, "--calibration", front) if calibration else None
+    eval_ref = parse_calibration(name, evaluation, "--eval", front) if evaluation else None
     return Declaration(
         name=name,
         model=model_ref,
@@ -364,4 +429,5 @@ def make_declaration(
         calib_algorithm=parse_calib_algorithm(name, calib_algorithm),
         calib_options=parse_calib_options(name, calib_options),
         espdl_version=parse_espdl_version(name, espdl_version, scheme),
+        frontend=front,
     )

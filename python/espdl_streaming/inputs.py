@@ -183,7 +183,11 @@ def _canonical(value: Any, project_dir: Path, hasher: Hasher) -> Any:
     if isinstance(value, Path):
         return {"file": portable_path(value, project_dir), "sha256": hasher.file(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name), project_dir, hasher) for f in dataclasses.fields(value)}
+        return {
+            f.name: _canonical(getattr(value, f.name), project_dir, hasher)
+            for f in dataclasses.fields(value)
+            if _in_fingerprint(f, getattr(value, f.name))
+        }
     if isinstance(value, (list, tuple)):
         return [_canonical(v, project_dir, hasher) for v in value]
     if isinstance(value, dict):
@@ -193,13 +197,20 @@ def _canonical(value: Any, project_dir: Path, hasher: Hasher) -> Any:
     return str(value)
 
 
+def _in_fingerprint(f: dataclasses.Field[Any], value: Any) -> bool:
+    """A field marked ``fingerprint: when_set`` (declaration.FINGERPRINT_WHEN_SET) counts only when it is not
+    its default: declarations that do not use it keep the fingerprint they had before it existed."""
+    return f.metadata.get("fingerprint") != "when_set" or value != f.default
+
+
 def declaration_fingerprint(decl: Any, project_dir: Path, hasher: Hasher) -> dict[str, Any]:
     """Every field of the declaration that decides an output byte (all but NOT_IN_OUTPUTS, so a field added
-    to Declaration is part of it without a change here); files by portable path and SHA-256."""
+    to Declaration is part of it without a change here); files by portable path and SHA-256 (so the .wav
+    files of a calibration folder, CalibrationRef.wav_files, by their listing and their contents)."""
     return {
         f.name: _canonical(getattr(decl, f.name), project_dir, hasher)
         for f in dataclasses.fields(decl)
-        if f.name not in NOT_IN_OUTPUTS
+        if f.name not in NOT_IN_OUTPUTS and _in_fingerprint(f, getattr(decl, f.name))
     }
 
 

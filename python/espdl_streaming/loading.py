@@ -173,8 +173,48 @@ def load_evaluation(decl: Declaration) -> tuple[list[np.ndarray], list[Path]]:
     return load_samples(decl, decl.evaluation, "evaluation")
 
 
+def _audio_dependencies(ref: CalibrationRef) -> list[Path]:
+    """The files audio calibration reads, and for a folder the folder and its subfolders (a file added to one
+    changes its modification time: the depfile makes the build system rerun the tool, whose cache key holds
+    the listing)."""
+    deps = list(ref.wav_files)
+    if ref.path.is_dir():
+        folders = {ref.path}
+        for f in ref.wav_files:
+            folders.update(p for p in f.parents if p.is_relative_to(ref.path))
+        deps = sorted(folders) + deps
+    return deps
+
+
+def _is_pcm_npy(ref: CalibrationRef) -> bool:
+    """With a front end, a .npy of 1 or 2 dims is PCM ([samples] or [clips, samples]); one of 3 or more is
+    feature frames shaped like the model input (the format without a front end)."""
+    if ref.function is not None or ref.path.suffix.lower() != ".npy":
+        return False
+    try:
+        array = np.load(ref.path, mmap_mode="r", allow_pickle=False)
+    except Exception:
+        return False  # the feature loader reports it
+    return isinstance(array, np.ndarray) and array.ndim in (1, 2)
+
+
+def load_audio_samples(decl: Declaration, ref: CalibrationRef, role: str) -> tuple[list[np.ndarray], list[Path]]:
+    """Model inputs computed from audio (FILE.wav, a folder of .wav files, FILE.npy of PCM) by the declared
+    front end, as the chip computes them: audio.pcm.audio_model_input (windows of INPUT_SHAPE dim 2 frames)."""
+    from .audio.pcm import audio_model_input
+
+    assert decl.frontend is not None
+    array, clips = audio_model_input(ref.path, decl.frontend, decl.input_shape, name=decl.name, role=role)
+    deps = _audio_dependencies(ref) if ref.wav_files else [ref.path]
+    missing = [f for f in clips.files if f not in deps]
+    return _as_samples(decl, array, str(ref), role), deps + missing
+
+
 def load_samples(decl: Declaration, ref: CalibrationRef, role: str) -> tuple[list[np.ndarray], list[Path]]:
-    """Samples of the model input from FILE.npy, FILE.npz or FILE.py:FUNC; `role` names the data in errors."""
+    """Samples of the model input from FILE.npy, FILE.npz or FILE.py:FUNC; `role` names the data in errors.
+    With a front end also from audio (:func:`load_audio_samples`)."""
+    if decl.frontend is not None and (ref.wav_files or _is_pcm_npy(ref)):
+        return load_audio_samples(decl, ref, role)
     if ref.function is None:
         try:
             loaded = np.load(ref.path, allow_pickle=False)

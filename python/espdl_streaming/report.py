@@ -357,6 +357,50 @@ class PlacementReport:
         return cls(kind, symbol=_str(d["symbol"], what))
 
 
+@dataclass(frozen=True)
+class FrontendReport:
+    """The declared speech front end (only in the reports of models with one): ESP-DL's configuration
+    (``config``: the SpeechFeatureConfig fields, plus ``kind``), the features per frame and the frame
+    length, shift and FFT size in samples."""
+
+    kind: str
+    sample_rate: int
+    feature_dim: int
+    frame_length_samples: int
+    frame_shift_samples: int
+    fft_size: int
+    resample: bool
+    config: JSONObject
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "kind": self.kind,
+            "sample_rate": self.sample_rate,
+            "feature_dim": self.feature_dim,
+            "frame_length_samples": self.frame_length_samples,
+            "frame_shift_samples": self.frame_shift_samples,
+            "fft_size": self.fft_size,
+            "resample": self.resample,
+            "config": dict(self.config),
+        }
+
+    @classmethod
+    def from_dict(cls, value: JSONValue) -> FrontendReport:
+        what = "frontend"
+        d = _obj(value, what)
+        _keys(d, what, tuple(cls.__dataclass_fields__))
+        return cls(
+            _str(d["kind"], what),
+            _int(d["sample_rate"], what),
+            _int(d["feature_dim"], what),
+            _int(d["frame_length_samples"], what),
+            _int(d["frame_shift_samples"], what),
+            _int(d["fft_size"], what),
+            _bool(d["resample"], what),
+            _obj(d["config"], what),
+        )
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -413,9 +457,11 @@ class BuildReport:
     dependencies: list[str]
     seconds: dict[str, float]
     warnings: list[str] = field(default_factory=list)  # saturation and other build warnings
+    # The speech front end (FRONTEND): the key is absent from the JSON of models without one.
+    frontend: FrontendReport | None = None
 
     def to_dict(self) -> JSONObject:
-        return {
+        out: JSONObject = {
             "name": self.name,
             "target": self.target,
             "esp_ppq_target": self.esp_ppq_target,
@@ -454,6 +500,9 @@ class BuildReport:
             "seconds": dict[str, JSONValue](self.seconds),
             "warnings": list[JSONValue](self.warnings),
         }
+        if self.frontend is not None:
+            out["frontend"] = self.frontend.to_dict()
+        return out
 
     def to_json(self) -> bytes:
         """The bytes of NAME.report.json."""
@@ -468,7 +517,7 @@ class BuildReport:
     @classmethod
     def from_dict(cls, value: JSONValue) -> BuildReport:
         d = _obj(value, "the report")
-        _keys(d, "the report", _REPORT_KEYS)
+        _keys(d, "the report", _REPORT_KEYS, _OPTIONAL_REPORT_KEYS)
         seconds = _obj(d["seconds"], "seconds")
         return cls(
             name=_str(d["name"], "name"),
@@ -508,10 +557,12 @@ class BuildReport:
             dependencies=_strs(d["dependencies"], "dependencies"),
             seconds={k: _float(v, "seconds") for k, v in seconds.items()},
             warnings=_strs(d["warnings"], "warnings"),
+            frontend=FrontendReport.from_dict(d["frontend"]) if "frontend" in d else None,
         )
 
 
-_REPORT_KEYS = tuple(BuildReport.__dataclass_fields__)
+_OPTIONAL_REPORT_KEYS = ("frontend",)
+_REPORT_KEYS = tuple(k for k in BuildReport.__dataclass_fields__ if k not in _OPTIONAL_REPORT_KEYS)
 
 
 def as_json_object(report: BuildReport | Mapping[str, JSONValue]) -> JSONObject:

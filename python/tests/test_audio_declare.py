@@ -33,6 +33,8 @@ from espdl_streaming.audio.declare import (
 )
 from espdl_streaming.errors import DeclarationError, FrontendConfigError
 
+REPO = Path(__file__).resolve().parents[2]
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -381,3 +383,61 @@ def test_the_declaration_without_a_front_end_imports_no_numpy() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_cmake_knows_the_same_frontend_keywords() -> None:
+    """cmake/espdl_streaming.cmake's copy of the keyword list (both CMake functions take it) is CMAKE_KEYWORDS."""
+    text = (REPO / "cmake" / "espdl_streaming.cmake").read_text()
+    pattern = r"function\(__espdl_streaming_frontend_keywords out\)\s*set\(\$\{out\}(.*?)PARENT_SCOPE\)"
+    block = re.search(pattern, text, re.S)
+    assert block is not None
+    assert tuple(block.group(1).split()) == CMAKE_KEYWORDS
+    for path in (REPO / "cmake" / "espdl_streaming.cmake", REPO / "project_include.cmake"):
+        assert "__espdl_streaming_frontend_keywords(frontend_keywords)" in path.read_text(), path
+
+
+def test_a_frontend_declaration_imports_no_numpy(tmp_path: Path) -> None:
+    """A cache hit of a front-end model parses the declaration (audio folder listed) and computes the key
+    without numpy: the mel-filter checks are left to the build."""
+    import wave
+
+    (tmp_path / "audio").mkdir()
+    with wave.open(str(tmp_path / "audio" / "a.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(3200))
+    (tmp_path / "model.py").write_text("def build():\n    pass\n")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from espdl_streaming.declaration import make_declaration\n"
+        "from espdl_streaming.cache import build_key\n"
+        "from espdl_streaming.inputs import Hasher\n"
+        f"t = Path({str(tmp_path)!r})\n"
+        "d = make_declaration(name='m', model=str(t / 'model.py') + ':build', input_shape='1,16,8', chunk_frames=2,\n"
+        "    target='esp32p4', out_dir=t / 'out', calibration=str(t / 'audio'),\n"
+        "    frontend={'FRONTEND': 'fbank', 'NUM_MEL_BINS': '16'})\n"
+        "assert d.frontend is not None and d.calibration.wav_files == (t / 'audio' / 'a.wav',)\n"
+        "build_key(d, t, 'cmd', Hasher())\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_fingerprint_of_a_declaration_without_a_front_end_is_unchanged(tmp_path: Path) -> None:
+    """Declaration.frontend and CalibrationRef.wav_files enter the cache key and the lock only when set."""
+    from espdl_streaming.declaration import make_declaration
+    from espdl_streaming.inputs import Hasher, declaration_fingerprint
+
+    (tmp_path / "model.py").write_text("def build():\n    pass\n")
+    (tmp_path / "calib.npy").write_bytes(b"x")
+    common = dict(name="m", model=f"{tmp_path / 'model.py'}:build", input_shape="1,16,8", chunk_frames=2,
+                  target="esp32p4", out_dir=tmp_path / "out", calibration=str(tmp_path / "calib.npy"))  # fmt: skip
+    plain = declaration_fingerprint(make_declaration(**common), tmp_path, Hasher())
+    assert "frontend" not in plain and set(plain["calibration"]) == {"path", "function"}
+    fe = declaration_fingerprint(
+        make_declaration(**common, frontend={"FRONTEND": "fbank", "NUM_MEL_BINS": "16"}), tmp_path, Hasher()
+    )
+    assert fe["frontend"]["config"]["num_mel_bins"] == 16

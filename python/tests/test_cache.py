@@ -158,7 +158,17 @@ def test_the_key_changes_with_every_input_class(built: Built, tmp_path: Path) ->
         "scheme": key(quant="w16a16"),
         "gate": key(min_snr_db=20.0),
         "eval": key(evaluation=str(project / "data/calib.npy")),
+        "frontend": key(frontend={"FRONTEND": "fbank", "NUM_MEL_BINS": "16"}),
+        "frontend option": key(frontend={"FRONTEND": "fbank", "NUM_MEL_BINS": "16", "PREEMPHASIS": "0"}),
     }
+    # A calibration folder of .wav files: its listing is in the key (adding a file changes it).
+    audio = project / "data" / "audio"
+    audio.mkdir()
+    (audio / "a.wav").write_bytes(b"RIFF a")
+    fbank = {"FRONTEND": "fbank", "NUM_MEL_BINS": "16"}
+    others["audio folder"] = key(frontend=fbank, calibration=str(audio))
+    (audio / "b.wav").write_bytes(b"RIFF b")
+    others["audio folder + b.wav"] = key(frontend=fbank, calibration=str(audio))
     model = project / "model" / "model.py"
     model.write_text(model.read_text() + "\n# edited\n")
     others["model"] = key()
@@ -168,10 +178,16 @@ def test_the_key_changes_with_every_input_class(built: Built, tmp_path: Path) ->
     others["command line"] = build_key(_decl(project, tmp_path / "out"), project, "cmd --strict", Hasher())
     assert len(set(others.values()) | {base}) == len(others) + 1, others
     # Every field of the declaration is in the key but the output directory: a new field needs no change.
+    # Fields marked FINGERPRINT_WHEN_SET (the front end) are in it only when set, so that declarations
+    # without them keep their key and their lock.
+    when_set = {f.name for f in dataclasses.fields(Declaration) if f.metadata.get("fingerprint") == "when_set"}
+    assert when_set == {"frontend"}
     fields = {f.name for f in dataclasses.fields(Declaration)} - {"out_dir"}
     from espdl_streaming.inputs import declaration_fingerprint
 
-    assert set(declaration_fingerprint(_decl(project, tmp_path / "o"), project, Hasher())) == fields
+    assert set(declaration_fingerprint(_decl(project, tmp_path / "o"), project, Hasher())) == fields - when_set
+    with_fe = _decl(project, tmp_path / "o", frontend=fbank)
+    assert set(declaration_fingerprint(with_fe, project, Hasher())) == fields
 
 
 def _fake_files(n: int, size: int = 1000) -> dict[str, bytes]:

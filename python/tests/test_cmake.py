@@ -296,6 +296,11 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
             ["tcn " + GOOD + " CALIB_OPTIONS"],
             "espdl_streaming_add_model_to_target(tcn): CALIB_OPTIONS needs one or more of",
         ),
+        (
+            ["tcn " + GOOD + " CALIBRATION calib.wav"],
+            "espdl_streaming_add_model_to_target(tcn): CALIBRATION 'calib.wav' is audio (a .wav file or a folder): "
+            "calibrating from audio needs the front end that turns it into the model's input: add FRONTEND",
+        ),
     ],
     ids=[
         "digit-name",
@@ -320,6 +325,7 @@ GOOD = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24 CHUNK_FRAMES 3"
         "calib-option-unknown",
         "calib-option-twice",
         "calib-options-empty",
+        "wav-without-frontend",
     ],
 )
 def test_bad_arguments_fail_configure(tmp_path: Path, calls: list[str], message: str) -> None:
@@ -392,6 +398,7 @@ SHAPE = "TARGET app MODEL model.py:build INPUT_SHAPE 1 16 24"
         (f"{GOOD} CALIB_OPTION equalization", "CALIB_OPTION", "CALIB_OPTIONS"),
         (f"{GOOD} CALIB_OPTIONS equalization CALIB_STEP 8", "CALIB_STEP", "CALIB_STEPS"),
         (f"{GOOD} CALIB_ALGO minmax", "CALIB_ALGO", "CALIB_ALGORITHM"),
+        (f"{GOOD} FRONTEND fbank NUM_MEL_BIN 16", "NUM_MEL_BIN", "NUM_MEL_BINS"),
     ],
 )
 def test_mistyped_keywords_fail_configure_with_the_line(tmp_path: Path, call: str, typo: str, guess: str) -> None:
@@ -478,4 +485,32 @@ def test_quality_keywords_reach_the_tool(tmp_path: Path) -> None:
     command = next(ln for ln in (build / "build.ninja").read_text().splitlines() if "-m espdl_streaming build" in ln)
     for flags in ("--quant auto", "--min-snr-db 32.5", "--strict", f"--eval {tmp_path / 'eval.npy'}",
                   "--calib-algorithm percentile", "--calib-options bias_correction,equalization"):  # fmt: skip
+        assert flags in command, (flags, command)
+
+
+def test_frontend_keywords_reach_the_tool(tmp_path: Path) -> None:
+    """FRONTEND and its options become the tool's --frontend* flags; a folder of .wav files is CALIBRATION
+    (configure only)."""
+    (tmp_path / "model.py").write_text("def build():\n    raise RuntimeError('not run: configure only')\n")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "eval.wav").write_bytes(b"")
+    (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
+    call = (f"tcn {GOOD} FRONTEND fbank SAMPLE_RATE 16000 NUM_MEL_BINS 16 LOG_MODE add USE_ENERGY OFF "
+            "RESAMPLE ON CALIBRATION audio EVAL eval.wav")  # fmt: skip
+    lines = [
+        "cmake_minimum_required(VERSION 3.20)",
+        "project(fe C CXX ASM)",
+        f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
+        "add_executable(app main.cpp)",
+        f"espdl_streaming_add_model_to_target({call})",
+    ]
+    (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
+    build = tmp_path / "build"
+    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path, "-B", build,
+                f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    command = next(ln for ln in (build / "build.ninja").read_text().splitlines() if "-m espdl_streaming build" in ln)
+    for flags in ("--frontend fbank", "--frontend-sample-rate 16000", "--frontend-num-mel-bins 16",
+                  "--frontend-log-mode add", "--frontend-use-energy OFF", "--frontend-resample ON",
+                  f"--calibration {tmp_path / 'audio'}", f"--eval {tmp_path / 'eval.wav'}"):  # fmt: skip
         assert flags in command, (flags, command)

@@ -373,12 +373,15 @@ def _shown(option: FrontendOption, text: str) -> str:
     return format_value(option, _literal(text))
 
 
-def parse_frontend(options: Mapping[str, Any], name: str | None = None) -> FrontendDeclaration | None:
+def parse_frontend(
+    options: Mapping[str, Any], name: str | None = None, *, filters: bool = True
+) -> FrontendDeclaration | None:
     """The front end a declaration's options describe, validated; None when FRONTEND is not given.
 
     ``options`` maps option names (CMake keyword ``SAMPLE_RATE``, CLI flag ``--frontend-sample-rate`` or
     argparse dest ``frontend_sample_rate``) to their text; ``None`` means not given (argparse's default).
     ``name`` (the model's name) prefixes every error, as the other declaration errors are.
+    ``filters=False`` leaves out the mel-filter checks (they need numpy; :func:`check_filters` makes them).
     Raises :class:`FrontendConfigError` (a :class:`~..errors.DeclarationError`).
     """
     texts: dict[str, str] = {}
@@ -431,11 +434,21 @@ def parse_frontend(options: Mapping[str, Any], name: str | None = None) -> Front
             config_fields[field] = value
     config = FrontendConfig(**config_fields)
     try:
-        config.validate()
+        config.validate(filters=filters)
     except FrontendConfigError as exc:
         raise _translate(exc, texts, name) from None
     given = tuple(o.key for o in OPTIONS if o.key in texts)
     return FrontendDeclaration(config, bool(values.get("RESAMPLE", False)), given)
+
+
+def check_filters(frontend: FrontendDeclaration, name: str | None = None) -> None:
+    """The checks ``parse_frontend(..., filters=False)`` left out (the mel filters; imports numpy), with the
+    errors :func:`parse_frontend` gives."""
+    try:
+        frontend.config.validate()
+    except FrontendConfigError as exc:
+        shown = frontend.options()
+        raise _translate(exc, {k: shown[k] for k in frontend.given}, name) from None
 
 
 # ---------------------------------------------------------------------------- the model's input
@@ -545,6 +558,7 @@ __all__ = [
     "FrontendOption",
     "add_cli_arguments",
     "check_feature_dim",
+    "check_filters",
     "feature_axes",
     "format_value",
     "markdown_table",
