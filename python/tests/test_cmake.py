@@ -463,16 +463,14 @@ def test_build_time_errors_name_the_declaration_line(tmp_path: Path) -> None:
     assert "CMakeLists.txt:6: error: tcn: " in proc.stdout and "the factory is broken" in proc.stdout, proc.stdout
 
 
-def test_quality_keywords_reach_the_tool(tmp_path: Path) -> None:
-    """Every quality keyword of the declaration becomes the CLI flag the tool reads (configure only)."""
+def _configured_tool_command(tmp_path: Path, call: str) -> str:
+    """Configure a plain CMake project declaring `call` (the model is never built) and return the tool's
+    command line from build.ninja."""
     (tmp_path / "model.py").write_text("def build():\n    raise RuntimeError('not run: configure only')\n")
-    (tmp_path / "eval.npy").write_bytes(b"")
     (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
-    call = (f"tcn {GOOD} QUANT auto MIN_SNR_DB 32.5 STRICT EVAL eval.npy CALIB_ALGORITHM percentile "
-            "CALIB_OPTIONS bias_correction equalization")  # fmt: skip
     lines = [
         "cmake_minimum_required(VERSION 3.20)",
-        "project(q C CXX ASM)",
+        "project(configure_only C CXX ASM)",
         f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
         "add_executable(app main.cpp)",
         f"espdl_streaming_add_model_to_target({call})",
@@ -482,7 +480,17 @@ def test_quality_keywords_reach_the_tool(tmp_path: Path) -> None:
     proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path, "-B", build,
                 f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])  # fmt: skip
     assert proc.returncode == 0, proc.stdout
-    command = next(ln for ln in (build / "build.ninja").read_text().splitlines() if "-m espdl_streaming build" in ln)
+    return next(ln for ln in (build / "build.ninja").read_text().splitlines() if "-m espdl_streaming build" in ln)
+
+
+def test_quality_keywords_reach_the_tool(tmp_path: Path) -> None:
+    """Every quality keyword of the declaration becomes the CLI flag the tool reads (configure only)."""
+    (tmp_path / "eval.npy").write_bytes(b"")
+    command = _configured_tool_command(
+        tmp_path,
+        f"tcn {GOOD} QUANT auto MIN_SNR_DB 32.5 STRICT EVAL eval.npy CALIB_ALGORITHM percentile "
+        "CALIB_OPTIONS bias_correction equalization",
+    )
     for flags in ("--quant auto", "--min-snr-db 32.5", "--strict", f"--eval {tmp_path / 'eval.npy'}",
                   "--calib-algorithm percentile", "--calib-options bias_correction,equalization"):  # fmt: skip
         assert flags in command, (flags, command)
@@ -491,25 +499,13 @@ def test_quality_keywords_reach_the_tool(tmp_path: Path) -> None:
 def test_frontend_keywords_reach_the_tool(tmp_path: Path) -> None:
     """FRONTEND and its options become the tool's --frontend* flags; a folder of .wav files is CALIBRATION
     (configure only)."""
-    (tmp_path / "model.py").write_text("def build():\n    raise RuntimeError('not run: configure only')\n")
     (tmp_path / "audio").mkdir()
     (tmp_path / "eval.wav").write_bytes(b"")
-    (tmp_path / "main.cpp").write_text("int main() { return 0; }\n")
-    call = (f"tcn {GOOD} FRONTEND fbank SAMPLE_RATE 16000 NUM_MEL_BINS 16 LOG_MODE add USE_ENERGY OFF "
-            "RESAMPLE ON CALIBRATION audio EVAL eval.wav")  # fmt: skip
-    lines = [
-        "cmake_minimum_required(VERSION 3.20)",
-        "project(fe C CXX ASM)",
-        f'include("{REPO / "cmake" / "espdl_streaming.cmake"}")',
-        "add_executable(app main.cpp)",
-        f"espdl_streaming_add_model_to_target({call})",
-    ]
-    (tmp_path / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
-    build = tmp_path / "build"
-    proc = run([CMAKE, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}", "-S", tmp_path, "-B", build,
-                f"-DESPDL_STREAMING_PYTHON={TOOL_PYTHON}"])  # fmt: skip
-    assert proc.returncode == 0, proc.stdout
-    command = next(ln for ln in (build / "build.ninja").read_text().splitlines() if "-m espdl_streaming build" in ln)
+    command = _configured_tool_command(
+        tmp_path,
+        f"tcn {GOOD} FRONTEND fbank SAMPLE_RATE 16000 NUM_MEL_BINS 16 LOG_MODE add USE_ENERGY OFF "
+        "RESAMPLE ON CALIBRATION audio EVAL eval.wav",
+    )
     for flags in ("--frontend fbank", "--frontend-sample-rate 16000", "--frontend-num-mel-bins 16",
                   "--frontend-log-mode add", "--frontend-use-energy OFF", "--frontend-resample ON",
                   f"--calibration {tmp_path / 'audio'}", f"--eval {tmp_path / 'eval.wav'}"):  # fmt: skip
