@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cache  # noqa: E402
 import cold_build  # noqa: E402
 import efficiency  # noqa: E402
+import frontend  # noqa: E402
 import quality  # noqa: E402
 import glue  # noqa: E402
 import host_engine  # noqa: E402
@@ -98,6 +99,8 @@ def main() -> int:
     sections.append(quality.markdown(qual) + reused)
     cached = step("7 build cache and lock", lambda: cache.run(incr_reps))
     sections.append(cached.markdown)
+    front = step("8 speech front end", frontend.run)
+    sections.append(frontend.markdown(front))
     total = time.perf_counter() - start
 
     summary = [
@@ -153,6 +156,14 @@ def main() -> int:
                 f"{r.engine_us.median:.1f} us vs {r.sim_us.median:.1f} us; same integers",
             ]
             for r in eng
+        ],
+        *[
+            [
+                f"{r.label}: speech front end / model, per second of audio (host)",
+                f"{r.ratio.median:.3f}",
+                f"{r.frontend_us.median:.0f} us vs {r.model_us.median:.0f} us per second of audio",
+            ]
+            for r in front
         ],
     ]
     from common import table

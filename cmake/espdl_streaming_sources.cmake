@@ -5,8 +5,9 @@
 #
 # espdl_streaming_runtime_sources(<out> <backend> [NO_CONFIGURE_DEPENDS])
 #   Absolute paths, sorted. Backend "espdl" (chips: dl::Model) or "host" (the host engine in
-#   src/host/: ESP-IDF's linux target and host builds). src/no_backend.cpp is in neither: it is for
-#   runtime tests that inject their own model_interface. The source directories become configure
+#   src/host/ and src/host/frontend/: ESP-IDF's linux target and host builds). src/espdl_model.cpp and
+#   src/espdl_frontend.cpp are the chips' only (dl::Model, dl::audio). src/no_backend.cpp is in neither:
+#   it is for runtime tests that inject their own model_interface (it has no front end either). The source directories become configure
 #   dependencies of the calling directory (a file added, removed or renamed there re-runs the
 #   configure) unless NO_CONFIGURE_DEPENDS (the component: as ESP-IDF's own SRC_DIRS globs).
 #
@@ -32,10 +33,10 @@ function(espdl_streaming_runtime_sources out backend)
     if(backend STREQUAL "espdl")
         list(FILTER sources EXCLUDE REGEX "/no_backend\\.cpp$")
     elseif(backend STREQUAL "host")
-        list(FILTER sources EXCLUDE REGEX "/(espdl_model|no_backend)\\.cpp$")
-        file(GLOB host_sources "${dir}/src/host/*.cpp")
+        list(FILTER sources EXCLUDE REGEX "/(espdl_model|espdl_frontend|no_backend)\\.cpp$")
+        file(GLOB host_sources "${dir}/src/host/*.cpp" "${dir}/src/host/frontend/*.cpp")
         list(APPEND sources ${host_sources})
-        list(APPEND dirs "${dir}/src/host")
+        list(APPEND dirs "${dir}/src/host" "${dir}/src/host/frontend")
     else()
         message(FATAL_ERROR "espdl_streaming_runtime_sources: backend must be espdl or host")
     endif()

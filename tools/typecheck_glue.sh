@@ -2,11 +2,12 @@
 # Type-check the chip-only C++ (the dl::Model backend and a generated model class) against the
 # real ESP-DL and ESP-IDF headers, with the host g++ standing in for the cross compilers.
 #
-#   ESPDL_DIR=/path/to/esp-dl/esp-dl IDF_PATH=/path/to/esp-idf [GLUE_DIRS="out/demo/esp32p4 ..."] \
+#   ESPDL_DIR=/path/to/esp-dl/esp-dl IDF_PATH=/path/to/esp-idf [DL_FFT_DIR=...] [GLUE_DIRS="out/demo/esp32p4 ..."] \
 #       tools/typecheck_glue.sh [target...]
 #
 # ESPDL_DIR is the ESP-DL component (the folder holding dl/ and fbs_loader/), IDF_PATH an ESP-IDF
-# work tree; targets default to "esp32p4 esp32s3". Nothing is built or linked (-fsyntax-only):
+# work tree; DL_FFT_DIR the espressif/dl_fft component dl::audio includes (default: tools/dl_fft of the
+# ESP-DL repository ESPDL_DIR is in); targets default to "esp32p4 esp32s3". Nothing is built or linked (-fsyntax-only):
 # this catches API drift in ESP-DL and mistakes in the templates before a chip build does.
 # A hand-made sdkconfig.h stands in for the build's, and a forced-include shim neutralises the
 # pointer-to-uint32_t casts in esp_cpu.h that do not compile on a 64-bit host. Dev tool only:
@@ -18,6 +19,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${IDF_PATH:?set IDF_PATH to an ESP-IDF work tree}"
 [[ -f "$ESPDL_DIR/dl/model/include/dl_model_base.hpp" ]] || { echo "error: no ESP-DL in $ESPDL_DIR" >&2; exit 2; }
 [[ -f "$IDF_PATH/components/esp_common/include/esp_err.h" ]] || { echo "error: no ESP-IDF in $IDF_PATH" >&2; exit 2; }
+DL_FFT_DIR=${DL_FFT_DIR:-$ESPDL_DIR/../tools/dl_fft}
+[[ -f "$DL_FFT_DIR/dl_fft.hpp" ]] || {
+    echo "error: no dl_fft component in $DL_FFT_DIR (dl::audio needs it): set DL_FFT_DIR" >&2
+    exit 2
+}
 PYTHON=${PYTHON:-$([[ -x "$ROOT/.venv/bin/python" ]] && echo "$ROOT/.venv/bin/python" || echo python3)}
 CXX=${CXX:-g++}
 TARGETS=("$@")
@@ -26,10 +32,11 @@ TARGETS=("$@")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# Two generated classes: one linked into rodata, one read from a partition; the glue description is the
-# one python/tests/test_codegen.py compiles and streams (python/tests/glue_fixture.py).
+# Four generated classes: one linked into rodata, one read from a partition, and two with a speech front
+# end (fbank, mfcc: push_samples() over dl::audio); the glue description is the one python/tests/test_codegen.py
+# compiles and streams (python/tests/glue_fixture.py).
 PYTHONPATH="$ROOT/python:$ROOT/python/tests${PYTHONPATH:+:$PYTHONPATH}" \
-    "$PYTHON" -m glue_fixture "$WORK" kws:rodata kws_part:partition
+    "$PYTHON" -m glue_fixture "$WORK" kws:rodata kws_part:partition kws_fbank:rodata:fbank kws_mfcc:partition:mfcc
 
 cat > "$WORK/shim.h" <<'H'
 /* Forced include: esp_cpu.h casts pointers to uint32_t, an error on a 64-bit host. Define the
@@ -119,11 +126,14 @@ typecheck() { # target
         hal/platform_port/include esp_timer/include esp_partition/include esp_blockdev/include spi_flash/include
         esp_mm/include "${idf_arch[@]}")
     local dl_dirs=(dl dl/tool/include dl/tensor/include dl/base dl/base/isa dl/math/include dl/model/include
-        dl/module/include fbs_loader/include "${dl_isa[@]}")
+        dl/module/include fbs_loader/include audio/common audio/speech_features "${dl_isa[@]}")
+    # ESPDL_STREAMING_REQUIRE_DL_AUDIO: src/espdl_frontend.cpp fails instead of compiling its no-dl::audio branch.
     local flags=(-std=gnu++17 -fsyntax-only -fno-rtti -fno-exceptions -Wall -Wextra -Werror "${arch_flags[@]}"
+        -DESPDL_STREAMING_REQUIRE_DL_AUDIO
         -I "$WORK/$t" -include "$WORK/shim.h" -I "$ROOT/include" -I "$WORK")
     local d
     for d in "${dl_dirs[@]}"; do flags+=(-isystem "$ESPDL_DIR/$d"); done
+    for d in . base base/isa; do flags+=(-isystem "$DL_FFT_DIR/$d"); done
     for d in "${idf_dirs[@]}"; do flags+=(-isystem "$IDF_PATH/components/$d"); done
     # esp_libc's platform headers wrap newlib/picolibc ones; after the host libc, only its own headers are found.
     flags+=(-idirafter "$IDF_PATH/components/esp_libc/platform_include")
@@ -133,8 +143,11 @@ typecheck() { # target
     for d in ${GLUE_DIRS:-}; do
         for f in "$d"/*.cpp; do [[ -f "$f" ]] && extra+=("$f"); done
     done
-    for f in "$ROOT/src/espdl_model.cpp" "$ROOT/src/stream_runner.cpp" "$ROOT/src/quantize.cpp" \
-             "$ROOT/src/self_test.cpp" "$ROOT/src/model_loader.cpp" "$WORK/kws.cpp" "$WORK/kws_part.cpp" "${extra[@]}"; do
+    for f in "$ROOT/src/espdl_model.cpp" "$ROOT/src/espdl_frontend.cpp" "$ROOT/src/audio_frontend.cpp" \
+             "$ROOT/src/frontend_self_test.cpp" \
+             "$ROOT/src/stream_runner.cpp" "$ROOT/src/quantize.cpp" "$ROOT/src/self_test.cpp" \
+             "$ROOT/src/model_loader.cpp" "$WORK/kws.cpp" "$WORK/kws_part.cpp" "$WORK/kws_fbank.cpp" \
+             "$WORK/kws_mfcc.cpp" "${extra[@]}"; do
         "$CXX" "${flags[@]}" -I "$(dirname "$f")" "$f"
         echo "$t: ok ${f#"$ROOT/"}" | sed "s|$WORK/|generated/|"
     done

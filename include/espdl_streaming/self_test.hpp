@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "espdl_streaming/audio_frontend.hpp"
 #include "espdl_streaming/port.hpp"
 #include "espdl_streaming/stream_runner.hpp"
 #include "espdl_streaming/types.hpp"
@@ -30,5 +31,28 @@ struct golden_set {
  *         or the runner's error
  */
 [[nodiscard]] esp_err_t run_self_test(stream_runner &runner, const model_spec &spec, const golden_set &golden);
+
+/** The speech front end's golden data: what the build's front end computed from synthesized PCM. */
+struct frontend_golden {
+    const int16_t *pcm;      /* pcm_samples samples */
+    uint32_t pcm_samples;    /* frame_count frames and less than a shift more */
+    const float *features;   /* frame_count * feature_dim floats */
+    uint32_t frame_count;
+    /* A feature passes when |got - want| <= abs_tol + rel_tol * max|want| over its frame: the chip's float
+     * FFT and SIMD sums differ from the build's computation (python/espdl_streaming/audio/golden.py). */
+    float abs_tol;
+    float rel_tol;
+};
+
+/**
+ * Reset `frontend`, push golden.pcm in pieces of varying sizes and compare every feature frame with
+ * golden.features within the tolerance; check the frame count and the samples left pending; reset again.
+ * The first mismatch is logged (frame, feature, expected, got, the bound).
+ *
+ * @return ESP_OK, ESP_FAIL on a mismatch, ESP_ERR_INVALID_ARG for an inconsistent golden set,
+ *         ESP_ERR_INVALID_STATE (front end not initialised), or the front end's error
+ */
+[[nodiscard]] esp_err_t run_frontend_self_test(audio_frontend &frontend, const frontend_golden &golden,
+                                               const char *name);
 
 } // namespace espdl_streaming

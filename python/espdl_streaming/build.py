@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .declaration import Declaration
 from .espdl_semantics import espdl_range_for, runs_w8a16
-from .glue import Glue, GlueGolden, GluePlacement, GlueState, GlueTensor
+from .glue import Glue, GlueFrontend, GlueGolden, GluePlacement, GlueState, GlueTensor
 from .report import (
     BuildReport,
     CacheReport,
@@ -59,10 +59,12 @@ def _calibration(decl: Declaration, samples: int, random: bool) -> CalibrationRe
     return CalibrationReport(str(decl.calibration), samples, False)
 
 
-def _frontend_report(decl: Declaration) -> FrontendReport | None:
+def _frontend_report(decl: Declaration, macs_per_chunk: int) -> FrontendReport | None:
     front = decl.frontend
     if front is None:
         return None
+    from .audio.cost import cost_report, frontend_cost  # standard library only
+
     c = front.config
     config: JSONObject = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
     return FrontendReport(
@@ -74,6 +76,7 @@ def _frontend_report(decl: Declaration) -> FrontendReport | None:
         fft_size=c.fft_size,
         resample=front.resample,
         config=config,
+        cost=cost_report(frontend_cost(c), macs_per_chunk, decl.chunk_frames),
     )
 
 
@@ -192,7 +195,7 @@ def make_report(
         dependencies=[str(p) for p in q.deps],
         seconds={k: round(val, 3) for k, val in seconds.items()},
         warnings=list(warnings),
-        frontend=_frontend_report(decl),
+        frontend=_frontend_report(decl, v.macs_per_chunk),
     )
 
 
@@ -223,7 +226,26 @@ def make_glue(decl: Declaration, v: VerifyResult, q: QuantizeResult, command_lin
         espdl=q.streaming_bytes,  # the stale-model check: codegen embeds its CRC-32
         cache_bytes=v.cache_bytes,
         macs_per_chunk=v.macs_per_chunk,
+        frontend=_glue_frontend(decl, v, q),
     )
+
+
+def _glue_frontend(decl: Declaration, v: VerifyResult, q: QuantizeResult) -> GlueFrontend | None:
+    """The front end's self-test data: synthesized PCM, the features the build's front end computes from it and
+    the streaming model's outputs on them (the simulator, from a fresh stream)."""
+    if decl.frontend is None:
+        return None
+    from .audio.frontend import compute_features
+    from .audio.golden import feature_tolerance, golden_pcm
+    from .verify import stream_outputs
+
+    config = decl.frontend.config
+    chunks = v.golden_chunks
+    pcm = golden_pcm(config, chunks * decl.chunk_frames)
+    features = compute_features(config, pcm)
+    abs_tol, rel_tol = feature_tolerance(config)
+    outputs = stream_outputs(decl, q.streaming_bytes, features, chunks)
+    return GlueFrontend(config, pcm, features, chunks, tuple(outputs), abs_tol, rel_tol)
 
 
 def _glue_tensor(spec: TensorSpec) -> GlueTensor:

@@ -122,18 +122,23 @@ def _parser() -> argparse.ArgumentParser:
     add_lock_parser(sub)
     r = sub.add_parser(
         "run",
-        help="stream recorded float frames through a built model, as the firmware does, and save the outputs",
+        help="stream recorded float frames (or audio, through the model's front end) through a built model, as "
+        "the firmware does, and save the outputs",
         description="Quantize FRAMES chunk by chunk at the model input's exponent with the chip's rounding, run "
         "each chunk, dequantize the outputs and save them: concatenated along axis 1 (time), or stacked on a new "
-        "axis 1 for outputs without a time axis.",
+        "axis 1 for outputs without a time axis. A .wav input is first turned into feature frames by the front "
+        "end the model was built with (FRONTEND, read from its build report), computed by the engine's front end.",
     )
     r.add_argument("model", type=Path, metavar="MODEL.espdl", help="a streaming model written by build")
     r.add_argument(
         "--input",
         required=True,
         type=Path,
-        metavar="FRAMES.npy",
-        help="float frames on axis 0, each the model input without batch and time: [frames, features]",
+        metavar="FRAMES.npy | AUDIO.wav",
+        help="float frames on axis 0, each the model input without batch and time: [frames, features]; or, for a "
+        "model built with FRONTEND, a mono WAV file at the front end's sample rate (resampled when the model was "
+        "built with RESAMPLE ON), turned into feature frames by the engine's front end (python: the Python port; "
+        "host: the C++ one) as the model's build report <name>.report.json next to it describes",
     )
     r.add_argument(
         "--out",
@@ -197,10 +202,20 @@ def _summary(report: BuildReport, written: list[Path], out_dir: Path) -> str:
         )
     fe = report.frontend
     if fe is not None:
+        fc = fe.cost
+        share = fc.frontend_to_model_macs_ratio
+        model = (
+            (f"{share:.3g}x" if share >= 1 else f"{100 * share:.2g}% of")
+            + f" the model's {fc.model_macs_per_second / 1e6:.3g} M"
+            if share is not None
+            else "model: 0 MACs"
+        )
         lines.append(
             f"  front end {fe.kind}: {fe.feature_dim} features per frame from {fe.sample_rate} Hz PCM, frames of "
             f"{fe.frame_length_samples} samples every {fe.frame_shift_samples} ({fe.config['frame_length']}/"
-            f"{fe.config['frame_shift']} ms)"
+            f"{fe.config['frame_shift']} ms); {fc.frames_per_second:g} frames/s, {fc.macs_per_second / 1e6:.3g} M "
+            f"MACs/s ({model}), {fc.logs_per_second:g} logs/s; RAM {fc.ram_bytes} B ({fc.heap_bytes} heap at init "
+            f"+ {fc.class_bytes} class members)"
         )
     i = report.input
     lines.append(f"  input   {i.name}: {i.dtype} {i.shape} exponent {i.exponent}")
@@ -353,8 +368,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"WARNING: {warning}", file=sys.stderr)
         result = run_frames(plan.spec, plan.frames, plan.rounding, plan.engine)
         if result.dropped:
+            what = "feature frames computed from it" if plan.audio else "frames"
             print(
-                f"WARNING: {args.input}: the last {result.dropped} of {result.frames} frames do not fill a chunk of "
+                f"WARNING: {args.input}: the last {result.dropped} of {result.frames} {what} do not fill a chunk of "
                 f"{result.chunk_frames} frames and were not run (the device keeps them pending for the next push)",
                 file=sys.stderr,
             )
@@ -369,8 +385,16 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
     if not args.quiet:
         shapes = ", ".join(f"{name} {list(a.shape)}" for name, a in result.outputs.items())
+        source = f"{result.frames} frames in"
+        if plan.audio is not None:
+            a = plan.audio
+            rate = f"{a.sample_rate} Hz" + (f", resampled from {a.source_rate} Hz" if a.resampled else "")
+            source = (
+                f"{a.samples} samples of {a.path.name} ({a.samples / a.sample_rate:.3f} s at {rate}) turned into "
+                f"{a.frames} {a.kind} feature frames of {a.feature_dim} by the {a.engine} front end"
+            )
         print(
-            f"{args.model.name}: {result.frames} frames in, {result.chunks} chunks of {result.chunk_frames} frames "
+            f"{args.model.name}: {source}, {result.chunks} chunks of {result.chunk_frames} frames "
             f"run on the {args.engine} engine ({plan.chip} rounding {plan.rounding}); {args.out}: {shapes}"
         )
     return 0

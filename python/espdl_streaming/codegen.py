@@ -23,6 +23,7 @@ from .glue import (
     GLUE_INT_DTYPES,
     MAX_NDIM,
     Glue,
+    GlueFrontend,
     GluePlacement,
     GlueTensor,
     espdl_digest,
@@ -152,6 +153,64 @@ def _placement(placement: GluePlacement) -> dict[str, TemplateValue]:
     return {"kind": "partition", "label": _comment(placement.label), "c_label": c_string(placement.label)}
 
 
+def _golden_lines(tensor: GlueTensor, values: np.ndarray) -> list[str]:
+    """One output's golden table: exact float32 literals, or the integers."""
+    if tensor.is_float:
+        # The values the float32 output holds, bit for bit: the self test compares them exactly.
+        floats = np.asarray(values, np.float32).reshape(-1)
+        return _table_lines((float_literal(v) for v in floats), _FLOATS_PER_LINE)
+    return _table_lines((str(int(v)) for v in values.reshape(-1)), _INTS_PER_LINE)
+
+
+def _frontend(front: GlueFrontend | None) -> dict[str, TemplateValue] | None:
+    """The template's view of the speech front end: frontend_spec's fields and the golden PCM and features."""
+    if front is None:
+        return None
+    c = front.config
+
+    def flag(value: bool) -> str:
+        return "true" if value else "false"
+
+    fields = [
+        ("kind", f"frontend_kind::{c.kind}"),
+        ("sample_rate", str(c.sample_rate)),
+        ("frame_length", str(c.frame_length)),
+        ("frame_shift", str(c.frame_shift)),
+        ("num_mel_bins", str(c.num_mel_bins)),
+        ("num_ceps", str(c.num_ceps)),
+        ("preemphasis", float_literal(c.preemphasis)),
+        ("cepstral_lifter", float_literal(c.cepstral_lifter)),
+        ("window", f"frontend_window::{c.window_type}"),
+        ("low_freq", float_literal(c.low_freq)),
+        ("high_freq", float_literal(c.high_freq)),
+        ("log_epsilon", float_literal(c.log_epsilon)),
+        ("use_log_fbank", str(c.use_log_fbank)),
+        ("raw_energy", flag(c.raw_energy)),
+        ("use_power", flag(c.use_power)),
+        ("use_energy", flag(c.use_energy)),
+        ("remove_dc_offset", flag(c.remove_dc_offset)),
+        ("win_len", str(c.win_len)),
+        ("win_step", str(c.win_step)),
+        ("feature_dim", str(c.feature_dim)),
+    ]
+    return {
+        "kind": c.kind,
+        "fields": [{"name": n, "value": v} for n, v in fields],
+        "sample_rate": c.sample_rate,
+        "win_len": c.win_len,
+        "win_step": c.win_step,
+        "frame_length_ms": c.frame_length,
+        "frame_shift_ms": c.frame_shift,
+        "pcm_samples": front.pcm.size,
+        "pcm_lines": _table_lines((str(int(v)) for v in front.pcm), _INTS_PER_LINE),
+        "feature_frames": front.features.shape[0],
+        "feature_lines": _table_lines((float_literal(v) for v in front.features.reshape(-1)), _FLOATS_PER_LINE),
+        "chunks": front.chunks,
+        "abs_tol": float_literal(front.abs_tol),
+        "rel_tol": float_literal(front.rel_tol),
+    }
+
+
 def _context(glue: Glue) -> dict[str, TemplateValue]:
     """What the templates render: identifiers, literals and table lines of a checked glue description."""
     name = glue.name
@@ -164,13 +223,10 @@ def _context(glue: Glue) -> dict[str, TemplateValue]:
         output["ident"] = ident
         output["offset"] = offset
         offset += -(-tensor.elements // 4) * 4  # every buffer 16-byte aligned
-        if tensor.is_float:
-            # The values the float32 output holds, bit for bit: the self test compares them exactly.
-            floats = np.asarray(values, np.float32).reshape(-1)
-            output["golden_lines"] = _table_lines((float_literal(v) for v in floats), _FLOATS_PER_LINE)
-        else:
-            output["golden_lines"] = _table_lines((str(int(v)) for v in values.reshape(-1)), _INTS_PER_LINE)
+        output["golden_lines"] = _golden_lines(tensor, values)
         output["golden_size"] = values.size
+        if glue.frontend is not None:
+            output["audio_golden_lines"] = _golden_lines(tensor, glue.frontend.outputs[len(outputs)])
         outputs.append(output)
 
     input_order, output_order = glue.input_order, glue.output_order
@@ -222,6 +278,7 @@ def _context(glue: Glue) -> dict[str, TemplateValue]:
         "espdl_crc32": None if digest is None else f"0x{digest:08x}u",
         "cache_bytes": glue.cache_bytes,
         "macs_per_chunk": glue.macs_per_chunk,
+        "frontend": _frontend(glue.frontend),
     }
 
 

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .audio.config import WINDOW_TYPES, FrontendConfig
 from .facts import CPP_KEYWORDS, ROUNDINGS
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "GLUE_FLOAT_DTYPES",
     "MAX_NDIM",
     "Glue",
+    "GlueFrontend",
     "GlueGolden",
     "GluePlacement",
     "GlueState",
@@ -55,7 +57,10 @@ CLASS_NAMES = frozenset(
     k_golden_frames k_golden_expected models espdl_streaming state_count state_bytes m_state k_states
     k_output_indices state_spec m_partition_map m_partition_mapped espdl_crc32 crc32 espdl_file_size
     check_linked_model check_partition_bytes check_partition_model k_source m_loaded loaded_model load_model
-    unload_model espdl_versions""".split()
+    unload_model espdl_versions sample_rate frame_length_samples frame_shift_samples push_samples
+    pending_samples frontend m_frontend m_window m_features audio_frontend frontend_spec frontend_golden
+    feature_callback run_frontend_self_test k_frontend k_frontend_golden k_golden_pcm k_golden_features
+    k_golden_audio k_golden_audio_expected sample_sink push_features push_pcm""".split()
 )
 
 #: Quantized dtypes: (C type, lowest, highest value).
@@ -189,6 +194,38 @@ class GlueGolden:
         object.__setattr__(self, "outputs", tuple(_frozen_array(v) for v in self.outputs))
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class GlueFrontend:
+    """The speech front end the class runs on PCM (a validated `config`) and its self test's data: `pcm`
+    (int16) gives `features` ([n, feature_dim] float32: the build's front end, n = config.num_frames(len(pcm)))
+    and, per output (sorted by name), the model's values on those features for the first `chunks` chunks.
+    The target's features pass when ``|got - want| <= abs_tol + rel_tol * max|want of the frame|``."""
+
+    config: FrontendConfig
+    pcm: npt.NDArray[np.int16]
+    features: npt.NDArray[np.float32]
+    chunks: int
+    outputs: tuple[npt.NDArray[np.generic], ...]
+    abs_tol: float
+    rel_tol: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pcm", _frozen_array(self.pcm, np.int16))
+        object.__setattr__(self, "features", _frozen_array(self.features, np.float32))
+        object.__setattr__(self, "outputs", tuple(_frozen_array(v) for v in self.outputs))
+        c = self.config
+        if c.window_type not in WINDOW_TYPES or c.use_int16_fft:
+            raise ValueError(f"front end window {c.window_type!r} / use_int16_fft {c.use_int16_fft}: not renderable")
+        frames = c.num_frames(self.pcm.size)
+        if self.features.shape != (frames, c.feature_dim):
+            raise ValueError(
+                f"front end golden features {self.features.shape} must be [{frames}, {c.feature_dim}] for "
+                f"{self.pcm.size} samples"
+            )
+        if not (self.abs_tol >= 0 and self.rel_tol >= 0 and math.isfinite(self.abs_tol + self.rel_tol)):
+            raise ValueError(f"front end tolerance {self.abs_tol}, {self.rel_tol}")
+
+
 # --------------------------------------------------------------------------- the whole description
 
 
@@ -215,6 +252,8 @@ class Glue:
     # with neither, the generated code does not check a partition's model.
     espdl: bytes | None = field(default=None, repr=False)
     espdl_crc32: int | None = None
+    # The speech front end (FRONTEND): the class gains push_samples() and a self test over PCM.
+    frontend: GlueFrontend | None = None
 
     def __post_init__(self) -> None:
         name = self.name
@@ -243,6 +282,7 @@ class Glue:
             raise ValueError(f"espdl_bytes {self.espdl_bytes} is not the size of an .espdl file")
         self._check_espdl()
         self._check_golden()
+        self._check_frontend()
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -314,25 +354,44 @@ class Glue:
             raise ValueError(
                 f"golden frames {frames.shape} must be [n >= {chunks} * {self.chunk_frames}, {self.feature_dim}]"
             )
-        if len(golden.outputs) != len(self.outputs):
-            raise ValueError("golden data must hold one array per output")
-        for output, array in zip(self.outputs, golden.outputs, strict=True):
+        self._check_golden_outputs("golden", chunks, golden.outputs)
+
+    def _check_golden_outputs(self, what: str, chunks: int, values: tuple[npt.NDArray[np.generic], ...]) -> None:
+        if len(values) != len(self.outputs):
+            raise ValueError(f"{what} data must hold one array per output")
+        for output, array in zip(self.outputs, values, strict=True):
             if output.is_float:
                 # The values the float32 output holds, bit for bit: the self test compares them exactly.
                 if array.shape != (chunks, output.elements) or array.dtype != np.float32:
                     raise ValueError(
-                        f"golden output '{output.name}' must be float32 of shape {(chunks, output.elements)}, "
+                        f"{what} output '{output.name}' must be float32 of shape {(chunks, output.elements)}, "
                         f"got {array.dtype} {array.shape}"
                     )
                 continue
             _, lo, hi = GLUE_INT_DTYPES[output.dtype]
             if array.shape != (chunks, output.elements) or not np.issubdtype(array.dtype, np.integer):
                 raise ValueError(
-                    f"golden output '{output.name}' must be integers of shape {(chunks, output.elements)}, "
+                    f"{what} output '{output.name}' must be integers of shape {(chunks, output.elements)}, "
                     f"got {array.dtype} {array.shape}"
                 )
             if array.size and (array.min() < lo or array.max() > hi):
-                raise ValueError(f"golden output '{output.name}' does not fit {output.dtype}")
+                raise ValueError(f"{what} output '{output.name}' does not fit {output.dtype}")
+
+    def _check_frontend(self) -> None:
+        front = self.frontend
+        if front is None:
+            return
+        if front.config.feature_dim != self.feature_dim:
+            raise ValueError(
+                f"the front end outputs {front.config.feature_dim} features per frame, the model takes "
+                f"{self.feature_dim}"
+            )
+        if front.chunks <= 0 or front.features.shape[0] < front.chunks * self.chunk_frames:
+            raise ValueError(
+                f"front end golden: {front.features.shape[0]} frames do not fill {front.chunks} chunks of "
+                f"{self.chunk_frames}"
+            )
+        self._check_golden_outputs("front end golden", front.chunks, front.outputs)
 
     @classmethod
     def from_dict(cls, glue: Mapping[str, object]) -> Glue:

@@ -11,6 +11,10 @@ each other.
 * :func:`model_info` and :func:`run_int_chunks` speak ``espdl_run``'s protocol: raw
   integer chunks in, raw outputs out: integers, or float32 values for a float32 output
   (ESP-DL's Softmax) (see ``host/espdl_run.cpp``).
+* :func:`compute_features_host` speaks ``espdl_features``' (``host/espdl_features.cpp``, built next
+  to ``espdl_run``): PCM pushed in pieces through the runtime's ``audio_frontend`` and the C++ port
+  of ESP-DL's speech front end (``src/host/frontend/``), feature frames out: what the linux target
+  and host builds compute from PCM, to compare with :func:`espdl_streaming.audio.compute_features`.
 """
 
 from __future__ import annotations
@@ -25,16 +29,22 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import HostEngineError, HostEngineUnavailableError
+
+if TYPE_CHECKING:
+    from .audio.config import FrontendConfig
 
 __all__ = [
     "HostEngineError",
     "HostEngineUnavailableError",
     "build_host_engine",
+    "compute_features_host",
+    "features_tool",
     "model_info",
     "run_int_chunks",
 ]
@@ -151,7 +161,8 @@ def build_host_engine(build_dir: Path | None = None, *, sanitize: bool = False) 
     the component; in an installed copy, which is read-only to us, a directory under
     ``$ESPDL_STREAMING_CACHE_DIR``, else ``$XDG_CACHE_HOME/espdl_streaming`` or
     ``~/.cache/espdl_streaming``, named after the copy's path).  ``sanitize`` builds with
-    AddressSanitizer and UBSan.  ``espdl_fuzz`` and ``engine_check`` are built next to ``espdl_run``.
+    AddressSanitizer and UBSan.  ``espdl_features``, ``espdl_fuzz`` and ``engine_check`` are built next
+    to ``espdl_run``.
     """
     source = _ROOT / "host"
     if not (source / "CMakeLists.txt").is_file():
@@ -297,3 +308,86 @@ def run_int_chunks(
     if offset != len(raw):
         raise HostEngineError(f"{espdl}: the host engine wrote {len(raw)} bytes of outputs, expected {offset}")
     return results
+
+
+# --------------------------------------------------------------------------- features (espdl_features)
+
+
+def features_tool(engine: Path | None = None) -> Path:
+    """``espdl_features``, next to ``engine`` (an ``espdl_run`` that :func:`build_host_engine` returned;
+    default: build the default engine)."""
+    exe = Path(engine if engine is not None else build_host_engine()).with_name("espdl_features")
+    if not exe.is_file():
+        raise HostEngineUnavailableError(
+            f"{exe} is missing: the host engine's build directory holds no espdl_features; rebuild it with "
+            "espdl_streaming.host_engine.build_host_engine()"
+        )
+    return exe
+
+
+def _setting(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return f"{name}={int(value)}"
+    if isinstance(value, float):
+        return f"{name}={value!r}"  # repr: the shortest text that reads back as the same double
+    return f"{name}={value}"
+
+
+def compute_features_host(
+    config: FrontendConfig,
+    pcm: npt.ArrayLike,
+    pieces: list[int] | npt.ArrayLike | None = None,
+    *,
+    engine: Path | None = None,
+) -> npt.NDArray[np.float32]:
+    """The feature frames ``[frames, feature_dim]`` (float32) the C++ front end computes from ``pcm``.
+
+    ``pcm``: int16 (scaled by 1/32768, as ESP-DL does) or float samples in [-1, 1) (sent as float32).
+    ``pieces``: the sizes of the consecutive pushes (summing to the sample count; empty pieces allowed),
+    default one push of everything.  ``engine``: an ``espdl_run`` from :func:`build_host_engine`, whose
+    ``espdl_features`` is used (default: the default build).  Every field of ``config`` is passed; the
+    tool fills the runtime's ``frontend_spec`` from them.  A configuration the C++ refuses, or a failing
+    push, raises :class:`HostEngineError` with the tool's message (the ``esp_err_t`` and the log)."""
+    import dataclasses
+
+    samples = np.asarray(pcm).reshape(-1)
+    if samples.dtype == np.int16:
+        fmt, data = "int16", samples.astype("<i2")
+    elif samples.dtype.kind == "f":
+        fmt, data = "float32", samples.astype("<f4")
+    else:
+        raise HostEngineError(f"PCM must be int16 or float samples, got {samples.dtype}")
+    sizes = np.asarray([samples.size] if pieces is None else pieces, dtype=np.int64).reshape(-1)
+    if sizes.size and (sizes.min() < 0 or sizes.max() > 0xFFFFFFFF):
+        raise HostEngineError("piece sizes must be in [0, 2^32 - 1]")
+    if int(sizes.sum()) != samples.size:
+        raise HostEngineError(f"the pieces sum to {int(sizes.sum())} samples, the PCM holds {samples.size}")
+    exe = features_tool(engine)
+    settings = [_setting(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)]
+    with tempfile.TemporaryDirectory(prefix="espdl_features_") as tmp:
+        pcm_path, pieces_path, out_path = Path(tmp) / "pcm.bin", Path(tmp) / "pieces.bin", Path(tmp) / "out.bin"
+        pcm_path.write_bytes(np.ascontiguousarray(data).tobytes())
+        pieces_path.write_bytes(sizes.astype("<u4").tobytes())
+        cmd = [str(exe), "--format", fmt, "--pcm", str(pcm_path), "--pieces", str(pieces_path), "--out", str(out_path)]
+        try:
+            proc = subprocess.run([*cmd, *settings], capture_output=True, timeout=_TIMEOUT)
+        except OSError as exc:
+            raise HostEngineUnavailableError(f"cannot run {exe}: {exc.strerror}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise HostEngineError(f"{exe} did not finish within {_TIMEOUT} s") from exc
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        if proc.returncode in (1, 2):
+            errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+            log = [line for line in lines if not line.startswith("error: ")]
+            what = errors[-1] if errors else "failed without a message"
+            detail = f" (log: {'; '.join(log)})" if log else ""
+            kind = "the C++ front end failed" if proc.returncode == 1 else "espdl_features refused its arguments"
+            raise HostEngineError(f"{kind}: {what}{detail}")
+        if proc.returncode != 0:
+            tail = "\n".join(lines[-30:])
+            raise HostEngineError(f"{exe} crashed (exit status {proc.returncode}):\n{tail}")
+        raw = np.fromfile(out_path, dtype="<f4")
+    dim = int(config.feature_dim)
+    if raw.size % dim:
+        raise HostEngineError(f"{exe} wrote {raw.size} floats, not a whole number of {dim}-feature frames")
+    return raw.astype(np.float32).reshape(-1, dim)

@@ -6,9 +6,9 @@ plus a newline, keys in the order below) and :meth:`BuildReport.from_json` accep
 ``from_json(data).to_json() == data`` for every report a build writes (tests/test_report_html.py).
 
 Typed here: the top level, the tensors, ``streaming`` (with its caches and simulator check),
-``recurrent_states``, ``calibration``, ``placement``. The measurement sections ``fidelity`` and
-``quality`` (fidelity.py, quality.py) stay JSON objects: their content depends on the model and
-report_html.py renders them defensively (it also renders reports of older builds).
+``recurrent_states``, ``calibration``, ``placement``, ``frontend`` (with its ``cost``). The measurement
+sections ``fidelity`` and ``quality`` (fidelity.py, quality.py) stay JSON objects: their content depends on
+the model and report_html.py renders them defensively (it also renders reports of older builds).
 
 The JSON format is documented in the README (section "Outputs"); the report's own docstrings say
 which fields cannot vary.
@@ -27,6 +27,10 @@ __all__ = [
     "BuildReport",
     "CacheReport",
     "CalibrationReport",
+    "FrontendCostReport",
+    "FrontendRamReport",
+    "FrontendReport",
+    "FrontendStageReport",
     "PlacementReport",
     "RecurrentStateReport",
     "SimulatorCheckReport",
@@ -358,10 +362,124 @@ class PlacementReport:
 
 
 @dataclass(frozen=True)
+class FrontendStageReport:
+    """One stage of dl::audio's process_frame and its arithmetic per feature frame (audio/cost.py): MACs (real
+    multiplications with their accumulation), other adds, logf and sqrtf calls."""
+
+    stage: str
+    detail: str
+    macs: int
+    adds: int
+    logs: int
+    sqrts: int
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "stage": self.stage,
+            "detail": self.detail,
+            "macs": self.macs,
+            "adds": self.adds,
+            "logs": self.logs,
+            "sqrts": self.sqrts,
+        }
+
+    @classmethod
+    def from_dict(cls, value: JSONValue) -> FrontendStageReport:
+        what = "frontend.cost.stages[]"
+        d = _obj(value, what)
+        _keys(d, what, tuple(cls.__dataclass_fields__))
+        return cls(
+            _str(d["stage"], what),
+            _str(d["detail"], what),
+            _int(d["macs"], what),
+            _int(d["adds"], what),
+            _int(d["logs"], what),
+            _int(d["sqrts"], what),
+        )
+
+
+@dataclass(frozen=True)
+class FrontendRamReport:
+    """One allocation of the front end: ``where`` is "heap" (dl::audio's constructors, at init) or "class" (the
+    generated class's members)."""
+
+    item: str
+    detail: str
+    where: str
+    bytes: int
+
+    def to_dict(self) -> JSONObject:
+        return {"item": self.item, "detail": self.detail, "where": self.where, "bytes": self.bytes}
+
+    @classmethod
+    def from_dict(cls, value: JSONValue) -> FrontendRamReport:
+        what = "frontend.cost.ram[]"
+        d = _obj(value, what)
+        _keys(d, what, tuple(cls.__dataclass_fields__))
+        return cls(_str(d["item"], what), _str(d["detail"], what), _str(d["where"], what), _int(d["bytes"], what))
+
+
+@dataclass(frozen=True)
+class FrontendCostReport:
+    """What the front end costs on the chip (audio/cost.py): per frame by stage, per second of audio next to the
+    model (``model_macs_per_second`` = macs_per_chunk * frames_per_second / chunk_frames; the ratio is null
+    when the model has no MACs), and its RAM (heap allocated at init, plus the class's members)."""
+
+    frames_per_second: float
+    stages: list[FrontendStageReport]
+    macs_per_frame: int
+    logs_per_frame: int
+    macs_per_second: float
+    logs_per_second: float
+    model_macs_per_second: float
+    frontend_to_model_macs_ratio: float | None
+    ram: list[FrontendRamReport]
+    heap_bytes: int
+    class_bytes: int
+    ram_bytes: int
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "frames_per_second": self.frames_per_second,
+            "stages": [s.to_dict() for s in self.stages],
+            "macs_per_frame": self.macs_per_frame,
+            "logs_per_frame": self.logs_per_frame,
+            "macs_per_second": self.macs_per_second,
+            "logs_per_second": self.logs_per_second,
+            "model_macs_per_second": self.model_macs_per_second,
+            "frontend_to_model_macs_ratio": self.frontend_to_model_macs_ratio,
+            "ram": [r.to_dict() for r in self.ram],
+            "heap_bytes": self.heap_bytes,
+            "class_bytes": self.class_bytes,
+            "ram_bytes": self.ram_bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, value: JSONValue) -> FrontendCostReport:
+        what = "frontend.cost"
+        d = _obj(value, what)
+        _keys(d, what, tuple(cls.__dataclass_fields__))
+        return cls(
+            frames_per_second=_float(d["frames_per_second"], what),
+            stages=[FrontendStageReport.from_dict(s) for s in _list(d["stages"], what)],
+            macs_per_frame=_int(d["macs_per_frame"], what),
+            logs_per_frame=_int(d["logs_per_frame"], what),
+            macs_per_second=_float(d["macs_per_second"], what),
+            logs_per_second=_float(d["logs_per_second"], what),
+            model_macs_per_second=_float(d["model_macs_per_second"], what),
+            frontend_to_model_macs_ratio=_opt_float(d["frontend_to_model_macs_ratio"], what),
+            ram=[FrontendRamReport.from_dict(r) for r in _list(d["ram"], what)],
+            heap_bytes=_int(d["heap_bytes"], what),
+            class_bytes=_int(d["class_bytes"], what),
+            ram_bytes=_int(d["ram_bytes"], what),
+        )
+
+
+@dataclass(frozen=True)
 class FrontendReport:
     """The declared speech front end (only in the reports of models with one): ESP-DL's configuration
-    (``config``: the SpeechFeatureConfig fields, plus ``kind``), the features per frame and the frame
-    length, shift and FFT size in samples."""
+    (``config``: the SpeechFeatureConfig fields, plus ``kind``), the features per frame, the frame
+    length, shift and FFT size in samples, and its ``cost`` (arithmetic and RAM)."""
 
     kind: str
     sample_rate: int
@@ -371,6 +489,7 @@ class FrontendReport:
     fft_size: int
     resample: bool
     config: JSONObject
+    cost: FrontendCostReport
 
     def to_dict(self) -> JSONObject:
         return {
@@ -382,6 +501,7 @@ class FrontendReport:
             "fft_size": self.fft_size,
             "resample": self.resample,
             "config": dict(self.config),
+            "cost": self.cost.to_dict(),
         }
 
     @classmethod
@@ -398,6 +518,7 @@ class FrontendReport:
             _int(d["fft_size"], what),
             _bool(d["resample"], what),
             _obj(d["config"], what),
+            FrontendCostReport.from_dict(d["cost"]),
         )
 
 

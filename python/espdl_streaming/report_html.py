@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .audio.config import FrontendConfig
+from .audio.declare import BY_FIELD
 from .errors import ReportInputError
 from .report import BuildReport, JSONValue, as_json_object
 
@@ -518,6 +520,178 @@ def ram_bars(report: Mapping[str, Any]) -> list[Bar]:
     return bars
 
 
+# The speech front end (FRONTEND): its configuration, its cost per second of audio, its RAM.
+
+_FRONTEND_CLASSES = {"fbank": "dl::audio::Fbank", "mfcc": "dl::audio::MFCC", "spectrogram": "dl::audio::Spectrogram"}
+_FRONTEND_DEFAULTS: dict[str, Any] = {
+    name: getattr(FrontendConfig(), name) for name in FrontendConfig.__dataclass_fields__
+}
+_LOG_MODE_TEXT = {0: "0 (linear)", 1: "1 (max: log(max(x, eps)))", 2: "2 (add: log(x + eps))"}
+_RAM_WHERE = {"heap": "heap (init)", "class": "class members"}
+
+
+def _frontend(report: Mapping[str, Any]) -> dict[str, Any]:
+    return _dict(report.get("frontend"))
+
+
+def _fmt_config_value(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "ON" if value else "OFF"
+    if name == "use_log_fbank" and value in _LOG_MODE_TEXT:
+        return _LOG_MODE_TEXT[value]
+    return _str(value)
+
+
+def _per_second(per_frame: Any, fps: float | None) -> str:
+    v = _num(per_frame)
+    return "n/a" if v is None or fps is None else _fmt_int(round(v * fps, 3))
+
+
+def _fmt_times(ratio: float) -> str:
+    """A front end / model ratio: "2.64x" from 1 on, "12% of" below."""
+    return f"{ratio:.3g}x" if ratio >= 1 else f"{100 * ratio:.2g}% of"
+
+
+def _fmt_mega(value: Any) -> str:
+    v = _num(value)
+    return "n/a" if v is None else f"{v / 1e6:.3g} M"
+
+
+def frontend_items(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The front end in a few lines: what it is, its frames, and its cost and RAM in short."""
+    fe = _frontend(report)
+    cfg, cost = _dict(fe.get("config")), _dict(fe.get("cost"))
+    kind = _str(fe.get("kind"))
+    items = [
+        ("front end", f"{kind} ({_FRONTEND_CLASSES[kind]})" if kind in _FRONTEND_CLASSES else kind or "n/a"),
+        ("features per frame", _fmt_int(fe.get("feature_dim"))),
+        ("sample rate", f"{_fmt_int(fe.get('sample_rate'))} Hz"),
+        (
+            "frames",
+            f"{_fmt_int(fe.get('frame_length_samples'))} samples every {_fmt_int(fe.get('frame_shift_samples'))} "
+            f"({_str(cfg.get('frame_length'))}/{_str(cfg.get('frame_shift'))} ms), FFT of "
+            f"{_fmt_int(fe.get('fft_size'))} points",
+        ),
+        ("resample other rates", "ON" if fe.get("resample") is True else "OFF"),
+    ]
+    if not cost:
+        items.append(("cost", NOT_MEASURED))
+        return items
+    items.append(("frames per second", _fmt_g(cost.get("frames_per_second"), 6)))
+    ratio = _num(cost.get("frontend_to_model_macs_ratio"))
+    versus = (
+        f"{_fmt_times(ratio)} the model's {_fmt_mega(cost.get('model_macs_per_second'))}"
+        if ratio is not None
+        else "the model has no MACs"
+    )
+    items.append(("MACs per second of audio", f"{_fmt_mega(cost.get('macs_per_second'))} ({versus})"))
+    items.append(("log calls per second", _fmt_int(cost.get("logs_per_second"))))
+    items.append(
+        (
+            "RAM",
+            f"{_fmt_bytes(cost.get('ram_bytes'))}: {_fmt_int(cost.get('heap_bytes'))} B heap (init) + "
+            f"{_fmt_int(cost.get('class_bytes'))} B class members",
+        )
+    )
+    return items
+
+
+def frontend_config_table(report: Mapping[str, Any]) -> Table:
+    """Every SpeechFeatureConfig field the report records: its option, its value, default or set."""
+    fe = _frontend(report)
+    cfg = _dict(fe.get("config"))
+    kind = _str(fe.get("kind") or cfg.get("kind"))
+    table = Table(["field", "option", "value", "status"])
+    for name, value in cfg.items():
+        option = BY_FIELD.get(name)
+        if name == "kind":
+            status = "set"
+        elif option is not None and kind and kind not in option.kinds:
+            status = f"not read by {kind}"
+        elif name in _FRONTEND_DEFAULTS and value == _FRONTEND_DEFAULTS[name]:
+            status = "default"
+        else:
+            status = "set"
+        table.rows.append([_str(name), option.key if option else "-", _fmt_config_value(name, value), status])
+        table.row_classes.append("set" if status == "set" else "")
+    return table
+
+
+def frontend_cost_table(report: Mapping[str, Any]) -> Table | None:
+    """Per stage of process_frame, its arithmetic per second of audio; the front end's total, then the model's."""
+    cost = _dict(_frontend(report).get("cost"))
+    if not cost:
+        return None
+    fps = _num(cost.get("frames_per_second"))
+    table = Table(["stage", "MACs/s", "adds/s", "logs/s", "sqrts/s", "what (per frame)"])
+    totals = {"macs": 0.0, "adds": 0.0, "logs": 0.0, "sqrts": 0.0}
+    for st in _list(cost.get("stages")):
+        if not isinstance(st, dict):
+            continue
+        for k in totals:
+            totals[k] += _num(st.get(k)) or 0.0
+        row = [_str(st.get("stage"))] + [_per_second(st.get(k), fps) for k in totals] + [_str(st.get("detail"))]
+        table.rows.append(row)
+        table.row_classes.append("")
+    table.rows.append(["front end"] + [_per_second(v, fps) for v in totals.values()] + ["every stage"])
+    table.row_classes.append("total")
+    chunk = report.get("chunk_frames")
+    table.rows.append(
+        [
+            "model",
+            _fmt_int(cost.get("model_macs_per_second")),
+            "",
+            "",
+            "",
+            f"{_fmt_int(report.get('macs_per_chunk'))} MACs per chunk of {_fmt_int(chunk)} frames"
+            if report.get("macs_per_chunk") is not None and chunk is not None
+            else "",
+        ]
+    )
+    table.row_classes.append("total")
+    return table
+
+
+def frontend_cost_bars(report: Mapping[str, Any]) -> list[Bar]:
+    """MACs per second of audio: each stage, the front end's total and the model's."""
+    cost = _dict(_frontend(report).get("cost"))
+    fps = _num(cost.get("frames_per_second"))
+    if not cost or fps is None:
+        return []
+    bars: list[Bar] = []
+    for st in _list(cost.get("stages")):
+        macs = _num(st.get("macs")) if isinstance(st, dict) else None
+        if macs is None:
+            continue
+        name, text = _str(st.get("stage")), _fmt_int(round(macs * fps, 3))
+        bars.append(Bar(name, macs * fps, text, f"{name}: {text} MACs/s; {_str(st.get('detail'))}"))
+    for label, key, kind in (("front end", "macs_per_second", "exact"), ("model", "model_macs_per_second", "state")):
+        v = _num(cost.get(key))
+        if v is not None:
+            bars.append(Bar(label, v, _fmt_int(v), f"{label}: {_fmt_int(v)} MACs per second of audio", kind))
+    return bars
+
+
+def frontend_ram_table(report: Mapping[str, Any]) -> Table | None:
+    """Each allocation: dl::audio's at init (heap), then the generated class's members; the totals."""
+    cost = _dict(_frontend(report).get("cost"))
+    if not cost:
+        return None
+    table = Table(["allocation", "where", "bytes", "what"])
+    for r in _list(cost.get("ram")):
+        if not isinstance(r, dict):
+            continue
+        where = _str(r.get("where"))
+        table.rows.append(
+            [_str(r.get("item")), _RAM_WHERE.get(where, where), _fmt_int(r.get("bytes")), _str(r.get("detail"))]
+        )
+        table.row_classes.append("")
+    for label, key in (("heap (init)", "heap_bytes"), ("class members", "class_bytes"), ("total", "ram_bytes")):
+        table.rows.append([label, "", _fmt_int(cost.get(key)), ""])
+        table.row_classes.append("total")
+    return table
+
+
 # --------------------------------------------------------------------------------------------
 # SVG
 
@@ -656,6 +830,8 @@ th, td { text-align: left; padding: 3px 10px; border-bottom: 1px solid var(--bor
 th { font-weight: 600; background: var(--card); }
 td.num { text-align: right; }
 tr.worst td { color: var(--worst); font-weight: 600; }
+tr.total td { font-weight: 600; }
+tr.set td { color: var(--accent); }
 ul.verdicts { list-style: none; padding: 0; margin: 0; }
 ul.verdicts li { margin: 6px 0; }
 .badge { display: inline-block; min-width: 64px; text-align: center; padding: 1px 8px; margin-right: 8px;
@@ -817,6 +993,43 @@ def render_html(built: BuildReport | Mapping[str, JSONValue]) -> str:
         out.append(svg_bar_chart(rb, axis_max=_nice_max(top), unit="bytes", title=f"RAM per node of {name}"))
     out.append("</section>")
 
+    # 8. Speech front end (only for models with one)
+    if _frontend(report):
+        out.append('<section id="frontend">\n<h2>Speech front end</h2>')
+        out.append(_h_items(frontend_items(report)))
+        out.append("<h3>Configuration</h3>")
+        out.append(_h_table(frontend_config_table(report)))
+        cost_table = frontend_cost_table(report)
+        if cost_table is None:
+            out.append(_h_note(f"cost and RAM: {NOT_MEASURED}"))
+        else:
+            out.append("<h3>Cost per second of audio</h3>")
+            fb = frontend_cost_bars(report)
+            if fb:
+                top = max((b.value for b in fb if b.value is not None), default=1.0)
+                out.append(
+                    svg_bar_chart(fb, axis_max=_nice_max(top), unit="MACs/s", title=f"MACs per second of audio, {name}")
+                )
+            out.append(_h_table(cost_table, numeric=(1, 2, 3, 4)))
+            out.append(
+                _h_note(
+                    "per frame as dl::audio's process_frame computes it, times the frames per second; a MAC is a "
+                    "real multiplication with its accumulation; the model: MACs per chunk x frames per second / "
+                    "chunk frames"
+                )
+            )
+            ram_table = frontend_ram_table(report)
+            if ram_table is not None:
+                out.append("<h3>RAM</h3>")
+                out.append(_h_table(ram_table, numeric=(2,)))
+                out.append(
+                    _h_note(
+                        "heap (init): what dl::audio's constructors allocate when the class is initialised (the "
+                        "allocator's overhead comes on top); class members: the generated class's own buffers"
+                    )
+                )
+        out.append("</section>")
+
     versions = [
         f"espdl_streaming {report['espdl_streaming_version']}" if report.get("espdl_streaming_version") else "",
         f"esp-ppq {report['esp_ppq_version']}" if report.get("esp_ppq_version") else "",
@@ -923,6 +1136,19 @@ def render_text(built: BuildReport | Mapping[str, JSONValue]) -> str:
 
     lines.append("footprint")
     lines.extend(_t_items(footprint_items(report)))
+    if _frontend(report):
+        lines.append("speech front end")
+        lines.extend(_t_items(frontend_items(report)))
+        set_fields = [row for row in frontend_config_table(report).rows if row[3] == "set"]
+        lines.extend(_t_wrap("set: " + ", ".join(f"{row[0]}={row[2]}" for row in set_fields)))
+        cost_table = frontend_cost_table(report)
+        if cost_table is not None:
+            lines.append("  cost per second of audio")
+            lines.extend(_t_table(Table(cost_table.headers[:5], [r[:5] for r in cost_table.rows]), indent="    "))
+        ram_table = frontend_ram_table(report)
+        if ram_table is not None:
+            lines.append("  RAM")
+            lines.extend(_t_table(Table(ram_table.headers[:3], [r[:3] for r in ram_table.rows]), indent="    "))
     return "\n".join(line[:TEXT_WIDTH] for line in lines) + "\n"
 
 

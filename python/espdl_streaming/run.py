@@ -12,6 +12,14 @@ initial state recorded in the file's metadata); after every chunk it gets the ra
 integers of ``state_out_K``.  The frames feed the one other input; the outputs written are
 the other outputs.
 
+Audio (``--input AUDIO.wav``, a model built with ``FRONTEND``): the build report next to the model
+(the one describing this very file) gives the front end's configuration; the WAV (mono, at the front
+end's rate, or resampled when the report says RESAMPLE) is turned into feature frames, one per frame
+shift, by the engine's front end: the Python port (``espdl_streaming.audio.compute_features``) for
+``python``, the C++ port through the runtime's ``audio_frontend`` (``host_engine.compute_features_host``,
+pushed one frame shift at a time as a microphone loop would) for ``host``; then the frames take the
+path above.
+
 Nothing here prints or writes files: the CLI does.
 """
 
@@ -20,15 +28,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from .errors import EspdlFormatError, RunError
+from .errors import CalibrationError, EspdlFormatError, FrontendConfigError, RunError
 from .espdl import (
     EspdlModel,
     LoopedSimulator,
@@ -46,6 +55,9 @@ from .espdl import (
 )
 from .facts import CHIP_TO_PPQ_TARGET
 from .report import BuildReport
+
+if TYPE_CHECKING:
+    from .audio.config import FrontendConfig
 
 IntChunk = dict[str, np.ndarray]
 IntEngine = Callable[[list[IntChunk]], list[IntChunk]]
@@ -115,7 +127,7 @@ def resolve_target(model_path: Path, model_bytes: bytes, target: str | None) -> 
 
     ``--target`` wins; without it the build report next to the model (``<name>.report.json``)
     names the chip, provided it describes this very file (same sha256)."""
-    report_path = model_path.with_name(model_path.name.removesuffix(".espdl") + ".report.json")
+    report_path = report_path_of(model_path)
     report, problem = _read_report(report_path, model_bytes)
     if target is None:
         if report is None:
@@ -139,6 +151,11 @@ def resolve_target(model_path: Path, model_bytes: bytes, target: str | None) -> 
             f"with {chip}'s rounding ({rounding_for_target(chip)}) as --target asks"
         ]
     return chip, []
+
+
+def report_path_of(model_path: Path) -> Path:
+    """``<name>.report.json`` next to ``<name>.espdl``: where the build writes the model's report."""
+    return model_path.with_name(model_path.name.removesuffix(".espdl") + ".report.json")
 
 
 def _read_report(path: Path, model_bytes: bytes) -> tuple[BuildReport | None, str]:
@@ -195,6 +212,116 @@ def load_frames(path: Path, spec: StreamSpec) -> np.ndarray:
         )
     # The firmware gets float32 frames; quantizing their float32 values gives the device's integers.
     return np.asarray(data, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- audio -> feature frames
+
+
+def is_audio(path: Path) -> bool:
+    """--input AUDIO.wav (any case of the suffix) rather than FRAMES.npy."""
+    return path.suffix.lower() == ".wav"
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """What ``--input AUDIO.wav`` became: its samples turned into feature frames."""
+
+    path: Path
+    kind: str  # fbank, mfcc or spectrogram
+    samples: int  # at sample_rate (after resampling)
+    sample_rate: int  # the front end's
+    source_rate: int  # the file's
+    frames: int  # feature frames computed
+    feature_dim: int
+    engine: str  # whose front end computed them: python or host
+
+    @property
+    def resampled(self) -> bool:
+        return self.source_rate != self.sample_rate
+
+
+def model_frontend(model_path: Path, model_bytes: bytes, audio_path: Path) -> tuple[FrontendConfig, bool]:
+    """The front end the model was built with (its configuration, and whether RESAMPLE is on), from the
+    build report next to it, which must describe this very file."""
+    from .audio.config import FrontendConfig
+
+    report_path = report_path_of(model_path)
+    report, problem = _read_report(report_path, model_bytes)
+    if report is None:
+        why = "there is no such file" if not report_path.exists() else problem
+        raise RunError(
+            f"{audio_path}: run needs {model_path.name}'s build report {report_path} to know its front end, but "
+            f"{why}: rebuild the model, or put the report its build wrote next to it"
+        )
+    if report.frontend is None:
+        raise RunError(
+            f"{audio_path}: {model_path.name} was built without FRONTEND, so it takes feature frames, not audio: "
+            "pass FRAMES.npy ([frames, ...] float features computed elsewhere), or rebuild the model with FRONTEND "
+            "fbank | mfcc | spectrogram (--frontend) to run it on a .wav"
+        )
+    fields = cast("dict[str, Any]", dict(report.frontend.config))
+    try:
+        config = FrontendConfig(**fields).validate()
+    except (TypeError, FrontendConfigError) as exc:
+        raise RunError(
+            f"{report_path}: the front end configuration in the report cannot be used ({exc}): rebuild the model "
+            "with this version of espdl_streaming"
+        ) from None
+    return config, report.frontend.resample
+
+
+def audio_frames(
+    audio_path: Path, spec: StreamSpec, config: FrontendConfig, *, resample: bool, engine: str
+) -> tuple[np.ndarray, AudioInput]:
+    """AUDIO.wav as float32 frames ``[frames, *frame_shape]`` computed by ``engine``'s front end."""
+    from .audio.declare import BY_KEY
+    from .audio.frontend import compute_features
+    from .audio.pcm import read_wav, resample_pcm
+
+    model = Path(spec.source).name
+    dim = config.feature_dim
+    if math.prod(spec.frame_shape) != dim:
+        raise RunError(
+            f"{spec.source}: its build report's front end ({config.kind}) outputs {dim} features per frame but "
+            f"the input '{spec.input.name}' {list(spec.input.shape)} takes frames of {list(spec.frame_shape)}: "
+            "the report does not fit the model; rebuild it"
+        )
+    try:
+        x, rate = read_wav(audio_path)
+    except CalibrationError as exc:
+        raise RunError(str(exc)) from None
+    sr = config.sample_rate
+    if rate != sr:
+        if not resample:
+            raise RunError(
+                f"{audio_path}: sampled at {rate} Hz but {model}'s front end takes {sr} Hz (SAMPLE_RATE): convert "
+                f"it (e.g. `sox in.wav -r {sr} out.wav`) or rebuild the model with {BY_KEY['RESAMPLE'].names} ON "
+                "to let run resample it"
+            )
+        x = resample_pcm(x, rate, sr)
+    count = config.num_frames(x.size)
+    chunk = spec.chunk_frames
+    if count < chunk:
+        need = config.win_len + (chunk - 1) * config.win_step
+        at = f"at {sr} Hz" + (f", resampled from {rate} Hz" if rate != sr else "")
+        raise RunError(
+            f"{audio_path}: {x.size} samples ({x.size / sr:.3f} s {at}) give {count} feature frame(s), fewer than "
+            f"one chunk of {chunk} frames of {model}: nothing to run; it needs at least {need} samples "
+            f"({need / sr:.3f} s) with frames of {config.win_len} samples every {config.win_step}: use a longer "
+            "recording"
+        )
+    if engine == "host":
+        from .host_engine import compute_features_host  # builds C++: only when asked for
+
+        step = config.win_step  # one push per frame shift, as a microphone loop would
+        pieces = [step] * (x.size // step) + ([x.size % step] if x.size % step else [])
+        feats = compute_features_host(config, x, pieces)
+    else:
+        feats = compute_features(config, x)
+    if feats.shape != (count, dim):
+        raise RuntimeError(f"the {engine} front end returned {list(feats.shape)} features, expected {[count, dim]}")
+    frames = np.ascontiguousarray(feats.reshape(count, *spec.frame_shape), dtype=np.float32)
+    return frames, AudioInput(audio_path, config.kind, int(x.size), sr, rate, count, dim, engine)
 
 
 def quantize_chunks(frames: np.ndarray, spec: StreamSpec, rounding: Rounding) -> tuple[list[IntChunk], int]:
@@ -351,10 +478,12 @@ class RunPlan:
     rounding: Rounding
     engine: IntEngine
     warnings: list[str]
+    audio: AudioInput | None = None  # --input AUDIO.wav: how its frames were computed
 
 
 def plan_run(model_path: Path, frames_path: Path, out: Path, *, target: str | None, engine: str) -> RunPlan:
-    """Read and check the model, the frames, the target and the output path."""
+    """Read and check the model, the frames (or the audio, turned into frames by the engine's front end),
+    the target and the output path."""
     if engine not in ("python", "host"):
         raise ValueError(f"unknown engine {engine!r}")  # the CLI offers only these
     model = load_espdl(model_path)
@@ -364,8 +493,14 @@ def plan_run(model_path: Path, frames_path: Path, out: Path, *, target: str | No
         raise EspdlFormatError(f"{model_path}: cannot read: {exc.strerror}") from exc
     spec = stream_spec(model, str(model_path))
     check_out_path(out, spec)
+    frontend = model_frontend(model_path, model_bytes, frames_path) if is_audio(frames_path) else None
     chip, warnings = resolve_target(model_path, model_bytes, target)
     rounding = rounding_for_target(chip)
-    frames = load_frames(frames_path, spec)
+    audio: AudioInput | None = None
+    if frontend is not None:
+        config, resample = frontend
+        frames, audio = audio_frames(frames_path, spec, config, resample=resample, engine=engine)
+    else:
+        frames = load_frames(frames_path, spec)
     int_engine = python_engine(model, rounding) if engine == "python" else host_runtime_engine(model_path, rounding)
-    return RunPlan(model_path, spec, frames, chip, rounding, int_engine, warnings)
+    return RunPlan(model_path, spec, frames, chip, rounding, int_engine, warnings, audio)

@@ -584,3 +584,26 @@ def _locate(
     for q_chunk in chunks:
         trace = sim.run({in_name: q_chunk}, trace=True)
     return _first_bad_node(st_model, trace, off_sim.run(reference, trace=True))
+
+
+def stream_outputs(decl: Declaration, streaming_bytes: bytes, frames: np.ndarray, chunks: int) -> list[np.ndarray]:
+    """The raw outputs (sorted by name, user outputs only: [chunks, elements] each) of the streaming model on
+    the first `chunks` chunks of float `frames` ([n, feature_dim]) from a fresh stream: quantized at the
+    input's exponent with the chip's rounding, as the generated class's push() does. The golden outputs of
+    the front end's self test (the model on the features of the golden PCM)."""
+    rounding = rounding_for_target(decl.chip)
+    st_model = read_espdl(streaming_bytes, source=f"{decl.name}.espdl")
+    st_stream = LoopedSimulator(st_model, rounding, f"{decl.name}.espdl")
+    stream_inputs = [v for v in st_model.inputs if not is_state_input(v.name)]
+    in_spec = _spec(stream_inputs[0])
+    out_specs = sorted((_spec(v) for v in st_model.outputs if not is_state_output(v.name)), key=lambda s: s.name)
+    chunk = decl.chunk_frames
+    shaped = np.asarray(frames, np.float32)[: chunks * chunk].reshape(chunks * chunk, *in_spec.shape[2:])
+    q_stream = quantize_values(shaped, in_spec.exponent, in_spec.dtype, rounding)[None]
+    st_stream.reset()
+    golden: list[list[np.ndarray]] = [[] for _ in out_specs]
+    for k in range(chunks):
+        st_out = st_stream.run({in_spec.name: q_stream[:, k * chunk : (k + 1) * chunk]})
+        for i, spec in enumerate(out_specs):
+            golden[i].append(np.asarray(st_out[spec.name]).reshape(-1))
+    return [np.stack(g) for g in golden]

@@ -117,6 +117,7 @@ def host_engine() -> Path:
 #   compiler  needs a C++ toolchain or an assembler (the fixtures `cxx`, `gxx`, `cmake`, `ninja`,
 #             `assemblers`, `host_engine`)
 FAST_MODULES = {
+    "test_audio_cost",
     "test_audio_declare",
     "test_audio_pcm",
     "test_dev_tools",

@@ -8,11 +8,13 @@ running state, so the golden vectors are known without ESP-DL.
     PYTHONPATH=python:python/tests python -m glue_fixture OUT_DIR [NAME:PLACEMENT ...]
 
 writes NAME.hpp / NAME.cpp for each NAME (placement ``rodata`` or ``partition``; default
-``kws:rodata kws_part:partition``).
+``kws:rodata kws_part:partition``). ``NAME:PLACEMENT:KIND`` adds a speech front end (``fbank`` or ``mfcc``: the build's
+front end on synthesized PCM; example_frontend_glue()).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import sys
 from pathlib import Path
@@ -21,7 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from espdl_streaming.glue import Glue
+from espdl_streaming.audio import FrontendConfig
+from espdl_streaming.glue import Glue, GlueFrontend
 
 CHUNK, FEATURES, CHUNKS = 3, 5, 9
 INPUT_EXPONENT = -5
@@ -104,6 +107,31 @@ def example_glue(rounding: str = "half_even", placement: dict[str, str] | None =
     return Glue.from_dict(example_glue_dict(rounding, placement, name=name))
 
 
+#: Front ends whose feature dimension is FEATURES (a spectrogram's is fft_size / 2 + 1: none fits).
+FRONTENDS = {
+    "fbank": FrontendConfig(kind="fbank", num_mel_bins=FEATURES, window_type="povey"),
+    "mfcc": FrontendConfig(kind="mfcc", num_ceps=FEATURES, num_mel_bins=20, use_energy=False),
+}
+
+
+def example_frontend_glue(kind: str, placement: dict[str, str] | None = None, *, name: str = "kws_audio") -> Glue:
+    """example_glue() with a speech front end: golden PCM, the features the build's front end computes from it
+    and the fake model's outputs on them."""
+    from espdl_streaming.audio.frontend import compute_features
+    from espdl_streaming.audio.golden import feature_tolerance, golden_pcm
+
+    config = FRONTENDS[kind]
+    glue = example_glue(placement=placement, name=name)
+    chunks = 2
+    pcm = golden_pcm(config, chunks * CHUNK)
+    features = compute_features(config, pcm)
+    q = reference_quantize(features[: chunks * CHUNK], INPUT_EXPONENT, glue.rounding, "int8")
+    outputs = fake_model(q.reshape(chunks, CHUNK * FEATURES))
+    abs_tol, rel_tol = feature_tolerance(config)
+    front = GlueFrontend(config, pcm, features, chunks, tuple(outputs), abs_tol, rel_tol)
+    return dataclasses.replace(glue, frontend=front)
+
+
 PLACEMENTS = {"rodata": None, "partition": {"kind": "partition", "label": PARTITION_LABEL}}
 
 
@@ -115,8 +143,11 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(argv[0])
     for item in argv[1:] or ["kws:rodata", "kws_part:partition"]:
-        name, _, placement = item.partition(":")
-        hpp, cpp = render_glue(example_glue(placement=PLACEMENTS[placement or "rodata"], name=name))
+        name, _, rest = item.partition(":")
+        placement, _, kind = rest.partition(":")
+        where = PLACEMENTS[placement or "rodata"]
+        glue = example_frontend_glue(kind, where, name=name) if kind else example_glue(placement=where, name=name)
+        hpp, cpp = render_glue(glue)
         (out / f"{name}.hpp").write_text(hpp)
         (out / f"{name}.cpp").write_text(cpp)
     return 0

@@ -480,138 +480,23 @@ if __name__ == "__main__":
 
 # --------------------------------------------------------------------------- C++ port (src/host/frontend/)
 
-REPO = Path(__file__).resolve().parents[2]
-CPP_DIR = REPO / "src" / "host" / "frontend"
-
-# A harness around speech_frontend: config as key=value arguments, PCM (float32 or int16) from a file, pieces of
-# the sizes in a second file pushed one by one; writes the features as float32 and exits 3 if any push()
-# allocated. operator new is replaced to count allocations.
-HARNESS = r"""
-#include "speech_frontend.hpp"
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <new>
-#include <vector>
-
-static size_t g_news = 0;
-void *operator new(size_t n) { ++g_news; void *p = std::malloc(n ? n : 1); if (!p) throw std::bad_alloc(); return p; }
-void *operator new[](size_t n) { return operator new(n); }
-void *operator new(size_t n, const std::nothrow_t &) noexcept { ++g_news; return std::malloc(n ? n : 1); }
-void *operator new[](size_t n, const std::nothrow_t &t) noexcept { return operator new(n, t); }
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, size_t) noexcept { std::free(p); }
-void operator delete[](void *p, size_t) noexcept { std::free(p); }
-
-using namespace espdl_streaming::host::frontend;
-
-static std::vector<char> slurp(const char *path) {
-    std::vector<char> v; FILE *f = std::fopen(path, "rb"); if (!f) std::exit(4);
-    char b[65536]; size_t n; while ((n = std::fread(b, 1, sizeof b, f)) > 0) v.insert(v.end(), b, b + n);
-    std::fclose(f); return v;
-}
-
-int main(int argc, char **argv) {
-    // argv: pcm_file pieces_file out_file int16(0/1) key=value...
-    frontend_config c;
-    const char *windows[] = {"hanning", "hann", "sine", "hamming", "povey", "rectangular", "blackman", "none"};
-    for (int i = 5; i < argc; i++) {
-        char key[64];
-        const char *eq = std::strchr(argv[i], '=');
-        std::snprintf(key, sizeof key, "%.*s", int(eq - argv[i]), argv[i]);
-        const char *v = eq + 1; double d = std::atof(v);
-        if (!std::strcmp(key, "kind"))
-            c.kind = !std::strcmp(v, "mfcc")          ? feature_kind::mfcc
-                     : !std::strcmp(v, "spectrogram") ? feature_kind::spectrogram
-                                                      : feature_kind::fbank;
-        else if (!std::strcmp(key, "window_type")) {
-            for (int w = 0; w < 8; w++)
-                if (!std::strcmp(v, windows[w])) c.window = window_type(w);
-        }
-        else if (!std::strcmp(key, "sample_rate")) c.sample_rate = int(d);
-        else if (!std::strcmp(key, "frame_length")) c.frame_length = int(d);
-        else if (!std::strcmp(key, "frame_shift")) c.frame_shift = int(d);
-        else if (!std::strcmp(key, "num_mel_bins")) c.num_mel_bins = int(d);
-        else if (!std::strcmp(key, "num_ceps")) c.num_ceps = int(d);
-        else if (!std::strcmp(key, "preemphasis")) c.preemphasis = float(d);
-        else if (!std::strcmp(key, "cepstral_lifter")) c.cepstral_lifter = float(d);
-        else if (!std::strcmp(key, "low_freq")) c.low_freq = float(d);
-        else if (!std::strcmp(key, "high_freq")) c.high_freq = float(d);
-        else if (!std::strcmp(key, "log_epsilon")) c.log_epsilon = float(d);
-        else if (!std::strcmp(key, "use_log_fbank")) c.use_log_fbank = int(d);
-        else if (!std::strcmp(key, "raw_energy")) c.raw_energy = d != 0;
-        else if (!std::strcmp(key, "use_power")) c.use_power = d != 0;
-        else if (!std::strcmp(key, "use_energy")) c.use_energy = d != 0;
-        else if (!std::strcmp(key, "remove_dc_offset")) c.remove_dc_offset = d != 0;
-        else if (!std::strcmp(key, "use_int16_fft")) { if (d != 0) return 5; }
-        else return 6;
-    }
-    static speech_frontend fe;
-    esp_err_t err = fe.init(c);
-    if (err != ESP_OK) { std::printf("init %d\n", err); return 2; }
-    std::vector<char> pcm = slurp(argv[1]), pieces_raw = slurp(argv[2]);
-    const bool i16 = std::atoi(argv[4]) != 0;
-    const size_t nsamples = pcm.size() / (i16 ? 2 : 4);
-    const size_t npieces = pieces_raw.size() / 4;
-    const int dim = fe.feature_dim();
-    std::vector<float> out((nsamples / fe.win_step() + 2) * dim);
-    std::vector<float> piece_out((nsamples / fe.win_step() + 2) * dim);
-    size_t total = 0, pos = 0, before = g_news;
-    for (size_t p = 0; p < npieces; p++) {
-        uint32_t len; std::memcpy(&len, pieces_raw.data() + 4 * p, 4);
-        size_t got = 0;
-        const size_t cap = piece_out.size() / dim;
-        err = i16 ? fe.push(reinterpret_cast<const int16_t *>(pcm.data()) + pos, len, piece_out.data(), cap, &got)
-                  : fe.push(reinterpret_cast<const float *>(pcm.data()) + pos, len, piece_out.data(), cap, &got);
-        if (err != ESP_OK) { std::printf("push %d\n", err); return 2; }
-        std::memcpy(out.data() + total * dim, piece_out.data(), got * dim * sizeof(float));
-        total += got; pos += len;
-    }
-    if (g_news != before) return 3;
-    FILE *f = std::fopen(argv[3], "wb");
-    std::fwrite(out.data(), sizeof(float), total * dim, f);
-    std::fclose(f);
-    return 0;
-}
-"""
+# The C++ port runs through the runtime's framer (audio_frontend, src/audio_frontend.cpp) and the host front end
+# (open_frontend(), src/host/frontend_host.cpp), as host builds of the generated code do: host/espdl_features.cpp,
+# built with the host engine (the `host_engine` fixture: AddressSanitizer and UBSan) and called through
+# espdl_streaming.host_engine.compute_features_host. The tool fails (exit 1) if any push() allocated.
 
 
-@pytest.fixture(scope="module")
-def frontend_exe(tmp_path_factory: pytest.TempPathFactory, cxx: str) -> Path:
-    import subprocess
-
-    root = tmp_path_factory.mktemp("frontend_cpp")
-    (root / "harness.cpp").write_text(HARNESS)
-    exe = root / "frontend_harness"
-    cmd = [cxx, "-std=c++17", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
-    cmd += ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-    cmd += ["-I", str(REPO / "include"), "-I", str(CPP_DIR), str(CPP_DIR / "speech_frontend.cpp")]
-    cmd += [str(root / "harness.cpp"), "-o", str(exe)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return exe
-
-
-def run_cpp(exe: Path, cfg: FrontendConfig, pcm: np.ndarray, pieces: list[int], workdir: Path) -> np.ndarray:
-    import subprocess
+def run_cpp(engine: Path, cfg: FrontendConfig, pcm: np.ndarray, pieces: list[int]) -> np.ndarray:
+    from espdl_streaming.host_engine import compute_features_host
 
     assert sum(pieces) == pcm.size
-    (workdir / "pcm.bin").write_bytes(np.ascontiguousarray(pcm).tobytes())
-    (workdir / "pieces.bin").write_bytes(np.asarray(pieces, dtype="<u4").tobytes())
-    args = [
-        f"{f.name}={int(v) if isinstance(v, bool) else v}"
-        for f in dataclasses.fields(cfg)
-        for v in [getattr(cfg, f.name)]
-    ]
-    out = workdir / "out.bin"
-    int16 = "1" if pcm.dtype == np.int16 else "0"
-    proc = subprocess.run(
-        [str(exe), str(workdir / "pcm.bin"), str(workdir / "pieces.bin"), str(out), int16, *args],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
-    return np.fromfile(out, dtype="<f4").reshape(-1, cfg.feature_dim)
+    return compute_features_host(cfg, pcm, pieces, engine=engine)
+
+
+def random_pieces(rng: np.random.Generator, n: int, cuts: int = 20) -> list[int]:
+    """Sizes of `cuts` + 1 consecutive pieces of n samples (empty pieces and pieces longer than a frame included)."""
+    at = np.sort(rng.integers(0, n, size=cuts))
+    return [int(p) for p in np.diff(np.concatenate(([0], at, [n])))]
 
 
 CPP_CONFIGS = {
@@ -630,14 +515,13 @@ CPP_MIN_EXACT = 0.999
 
 
 @pytest.mark.parametrize("name", list(CPP_CONFIGS))
-def test_cpp_port_matches_python(name: str, frontend_exe: Path, tmp_path: Path) -> None:
+def test_cpp_port_matches_python(name: str, host_engine: Path) -> None:
     cfg = CPP_CONFIGS[name]
     rng = np.random.default_rng(len(name))
     for sig_name, x in signals(cfg.sample_rate, 0.5).items():
         pcm: np.ndarray = np.round(x * 32767).astype(np.int16) if sig_name == "int16" else x
-        cuts = np.sort(rng.integers(0, pcm.size, size=20))
-        pieces = np.diff(np.concatenate(([0], cuts, [pcm.size]))).tolist()
-        got = run_cpp(frontend_exe, cfg, pcm, pieces, tmp_path)
+        pieces = random_pieces(rng, pcm.size)
+        got = run_cpp(host_engine, cfg, pcm, pieces)
         want = compute_features(cfg, pcm)
         assert got.shape == want.shape, (name, sig_name)
         diff = np.abs(got.astype(np.float64) - want)
@@ -645,24 +529,82 @@ def test_cpp_port_matches_python(name: str, frontend_exe: Path, tmp_path: Path) 
         assert (diff == 0).mean() >= CPP_MIN_EXACT, f"{name} / {sig_name}: {(diff == 0).mean():.2%} bit-exact"
 
 
-def test_cpp_port_rejects_what_esp_dl_gets_wrong(frontend_exe: Path, tmp_path: Path) -> None:
+def test_cpp_port_rejects_what_esp_dl_gets_wrong(host_engine: Path) -> None:
     """The Nyquist-edge case of mel_filter_init() and an empty mel filter fail init() in C++ too."""
-    import subprocess
+    from espdl_streaming.host_engine import HostEngineError
 
-    (tmp_path / "pcm.bin").write_bytes(np.zeros(400, dtype=np.float32).tobytes())
-    (tmp_path / "pieces.bin").write_bytes(np.asarray([400], dtype="<u4").tobytes())
     for fields in (dict(sample_rate=8000, num_mel_bins=23), dict(num_mel_bins=38), dict(num_mel_bins=200)):
-        args = [f"{k}={v}" for k, v in fields.items()]
-        proc = subprocess.run(
-            [
-                str(frontend_exe),
-                str(tmp_path / "pcm.bin"),
-                str(tmp_path / "pieces.bin"),
-                str(tmp_path / "o"),
-                "0",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 2 and "init 258" in proc.stdout, (fields, proc.stdout, proc.stderr)
+        cfg = FrontendConfig(**fields)  # type: ignore[arg-type]
+        with pytest.raises(HostEngineError) as info:
+            run_cpp(host_engine, cfg, np.zeros(400, dtype=np.float32), [400])
+        message = str(info.value)
+        assert "audio_frontend::init returned 258 (ESP_ERR_INVALID_ARG" in message, (fields, message)
+        assert "mel filter" in message, (fields, message)  # the port's log says which filter
+
+
+# --------------------------------------------------------------------------- real audio: ESP-DL's recording
+
+# The configurations ESP-DL documents (its defaults for each class, and the fbank ones above) on ESP-DL's own
+# 16 kHz recording (test_apps/dl_audio/test_cases/test.wav, int16 speech): the Python front end, the C++ port
+# pushed in random pieces through audio_frontend, and kaldi-native-fbank (Kaldi's definition in float64 for the
+# spectrogram, which kaldi-native-fbank lacks), with the tolerances stated above: Python == C++ within
+# CPP_ABS_TOL (CPP_MIN_EXACT bit-exact), both against Kaldi within LOG_TOL["broadband"] (LINEAR_REL_TOL for
+# linear features). The 8 kHz configuration gets the recording resampled (espdl_streaming.audio.resample_pcm).
+REAL_AUDIO_CONFIGS: dict[str, FrontendConfig] = {
+    "fbank-default": FrontendConfig(),
+    "mfcc-default": FrontendConfig(kind="mfcc"),
+    "spectrogram-default": FrontendConfig(kind="spectrogram"),
+    **{name: cfg for name, cfg in KALDI_CONFIGS.items() if cfg.kind == "fbank"},
+}
+
+
+def _espdl_recording() -> np.ndarray:
+    """ESP-DL's test recording as int16 PCM at 16 kHz."""
+    path = Path(str(ESPDL_REPO)) / "test_apps" / "dl_audio" / "test_cases" / "test.wav"
+    if not path.is_file():
+        pytest.fail(f"ESPDL_STREAMING_ESPDL_REPO={ESPDL_REPO} holds no {path.relative_to(str(ESPDL_REPO))}")
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SR, 1, 2)
+        pcm: np.ndarray = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").copy()
+    return pcm
+
+
+@pytest.mark.skipif(not ESPDL_REPO, reason="set ESPDL_STREAMING_ESPDL_REPO to an ESP-DL checkout")
+@pytest.mark.parametrize("name", list(REAL_AUDIO_CONFIGS))
+def test_real_recording_python_cpp_and_kaldi_agree(
+    name: str, host_engine: Path, request: pytest.FixtureRequest
+) -> None:
+    cfg = REAL_AUDIO_CONFIGS[name]
+    pcm = _espdl_recording()
+    engine = host_engine
+    if cfg.kind != "spectrogram":  # kaldi-native-fbank has no spectrogram: Kaldi's definition in float64
+        request.getfixturevalue("kaldi_native_fbank")
+    from espdl_streaming.audio import resample_pcm
+
+    if cfg.sample_rate == SR:
+        signal: np.ndarray = pcm  # int16: the C++ and Python front ends scale it by 1/32768 themselves
+        x = pcm.astype(np.float32) / np.float32(32768)
+    else:
+        x = resample_pcm(pcm.astype(np.float32) / np.float32(32768), SR, cfg.sample_rate)
+        signal = x
+    ours = compute_features(cfg, signal)
+    assert ours.shape == (cfg.num_frames(x.size), cfg.feature_dim) and ours.shape[0] > 50
+    rng = np.random.default_rng(len(name) + 17)
+    cpp = run_cpp(engine, cfg, signal, random_pieces(rng, signal.size, cuts=60))
+    assert cpp.shape == ours.shape
+    diff = np.abs(cpp.astype(np.float64) - ours)
+    assert diff.max() <= CPP_ABS_TOL, f"{name}: max |C++ - Python| {diff.max():.3g}"
+    assert (diff == 0).mean() >= CPP_MIN_EXACT, f"{name}: {(diff == 0).mean():.2%} bit-exact"
+    ref = kaldi_spectrogram_f64(cfg, x) if cfg.kind == "spectrogram" else knf_reference(cfg, x)
+    assert ref.shape == ours.shape
+    for who, got in (("Python", ours), ("C++", cpp)):
+        err = np.abs(got.astype(np.float64) - ref)
+        if cfg.kind == "fbank" and cfg.use_log_fbank == 0:
+            scale = np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-30)
+            rel = float((err / scale).max())
+            assert rel <= LINEAR_REL_TOL, f"{name} / {who}: relative difference {rel:.3g} against Kaldi"
+        else:
+            max_tol, mean_tol = LOG_TOL["broadband"]
+            assert err.max() <= max_tol and err.mean() <= mean_tol, (
+                f"{name} / {who}: max {err.max():.3g}, mean {err.mean():.3g} against Kaldi"
+            )

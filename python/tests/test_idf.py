@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -367,7 +368,10 @@ TEST_APP = REPO / "test_apps" / "streaming_tcn"
 
 def test_test_app_passes_on_the_linux_target_with_the_host_engine(tmp_path: Path) -> None:
     """test_apps/streaming_tcn, unchanged, as a host executable: the generated classes (RODATA, PARTITION
-    through the emulated flash, and the recurrent GRU) run the real .espdl bytes on the host engine."""
+    through the emulated flash, the recurrent GRU, and the keyword spotter of examples/kws_audio fed PCM)
+    run the real .espdl bytes on the host engine. The keyword spotter's outputs on its embedded WAV, printed
+    as hex floats, must equal `python -m espdl_streaming run kws.espdl --input <that WAV>` exactly, on both
+    engines."""
     components = tmp_path / "components"
     components.mkdir()
     (components / "espdl_streaming").symlink_to(REPO, target_is_directory=True)
@@ -386,9 +390,45 @@ def test_test_app_passes_on_the_linux_target_with_the_host_engine(tmp_path: Path
     )  # fmt: skip
     print(run.stdout[-3000:])
     cases = re.findall(r"^.*:(PASS|FAIL.*)$", run.stdout, re.M)
-    assert "5 Tests 0 Failures 0 Ignored" in run.stdout, run.stdout[-3000:]
-    assert len(cases) == 5 and all(c == "PASS" for c in cases)
+    assert "9 Tests 0 Failures 0 Ignored" in run.stdout, run.stdout[-3000:]
+    assert len(cases) == 9 and all(c == "PASS" for c in cases)
     assert run.returncode == 0
+
+    # The PCM path on the chip's code equals the CLI's `run --input audio.wav`, bit for bit.
+    device = _kws_outputs(run.stdout)
+    (espdl,) = build.rglob("kws.espdl")
+    assert espdl.with_name("kws.report.json").is_file()
+    for engine in ("python", "host"):
+        out = tmp_path / f"kws_{engine}.npz"
+        proc = subprocess.run(
+            [TOOL_PYTHON, "-m", "espdl_streaming", "run", str(espdl), "--input", str(KWS_WAV), "--out", str(out),
+             "--engine", engine],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout
+        with np.load(out) as npz:
+            expected = npz["output"]  # [1, frames, classes]
+        chunks = expected.reshape(-1, device.shape[1])  # frame-major: one chunk's outputs per row
+        assert chunks.shape == device.shape, (engine, chunks.shape, device.shape)
+        assert np.array_equal(chunks.view(np.uint32), device.view(np.uint32)), (
+            f"{engine}: first differing chunk {int(np.argwhere(chunks != device)[0, 0])}"
+        )
+
+
+# The WAV test_apps/streaming_tcn embeds (main/CMakeLists.txt) and feeds to the kws model.
+KWS_WAV = REPO / "examples" / "kws_audio" / "wav" / "01_up.wav"
+
+
+def _kws_outputs(stdout: str) -> np.ndarray:
+    """The `KWS_OUT <chunk> <hex float>...` lines of test_kws_audio.cpp: float32 [chunks, values per chunk]."""
+    header = re.search(r"^KWS_WAV samples=(\d+) chunks=(\d+) values_per_chunk=(\d+)$", stdout, re.M)
+    assert header, stdout[-3000:]
+    chunks, per_chunk = int(header[2]), int(header[3])
+    rows = re.findall(r"^KWS_OUT (\d+)((?: \S+)+)$", stdout, re.M)
+    assert [int(i) for i, _ in rows] == list(range(chunks)), rows[:3]
+    values = [[float.fromhex(v) for v in text.split()] for _, text in rows]
+    assert all(len(v) == per_chunk for v in values)
+    return np.array(values, dtype=np.float32)
 
 
 def test_every_zoo_model_passes_its_self_test_on_the_linux_target(tmp_path: Path) -> None:

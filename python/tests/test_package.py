@@ -87,6 +87,9 @@ DECOYS = [
     "examples/tcn/__pycache__/model.cpython-311.pyc",
     "examples/tcn/out/tcn.espdl",
     "examples/tcn/tcn.report.html",
+    "examples/kws_audio/kws.espdl",
+    "examples/kws_audio/wav/recorded.npy",
+    "examples/kws_audio/wav/sub/extra.wav",
 ]
 
 
@@ -113,13 +116,21 @@ def _checkout_files() -> list[str]:
     return [name for name in names if (REPO / name).is_file()]  # tracked but deleted: not in a clone
 
 
+def _is_example_input(name: str) -> bool:
+    """What building an example needs: examples/X/*.py, *.npz and README.md, examples/X/wav/*.wav."""
+    parts = PurePosixPath(name).parts
+    if not parts or parts[0] != "examples" or "__pycache__" in parts:
+        return False
+    if len(parts) == 3:
+        return name.endswith((".py", ".npz")) or parts[2] == "README.md"
+    return len(parts) == 4 and parts[2] == "wav" and name.endswith(".wav")
+
+
 def _is_needed(name: str) -> bool:
     parts = PurePosixPath(name).parts
     if "__pycache__" in parts:
         return False
-    return any(name == need or name.startswith(need + "/") for need in NEEDED) or (
-        len(parts) == 3 and parts[0] == "examples" and name.endswith(".py")
-    )
+    return any(name == need or name.startswith(need + "/") for need in NEEDED) or _is_example_input(name)
 
 
 class Packed:
@@ -178,7 +189,7 @@ def test_the_archive_is_small_and_holds_nothing_of_the_development_checkout(pack
             or name.startswith("python/tests/")
             or name == "python/requirements-dev.txt"
             or PurePosixPath(name).name in ("sdkconfig", "sdkconfig.old", "dependencies.lock")
-            or (parts[0] == "examples" and not (len(parts) == 3 and name.endswith(".py")))
+            or (parts[0] == "examples" and not _is_example_input(name))
         ):
             unwanted.append(name)
     assert not unwanted, f"{len(unwanted)} files of the development checkout packed: {unwanted[:20]}"
@@ -201,6 +212,9 @@ def test_the_archive_holds_everything_the_component_needs(packed: Packed) -> Non
         "python/espdl_streaming/templates/model.cpp.j2",
         "python/espdl_streaming/templates/model.hpp.j2",
         "examples/tcn/model.py",
+        "examples/kws_audio/model.py",
+        "examples/kws_audio/weights.npz",
+        "examples/kws_audio/wav/01_up.wav",
         "idf_ext.py",
         "tools/espdl_streaming_env.py",
         "python/requirements.lock",

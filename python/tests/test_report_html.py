@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from espdl_streaming.report import BuildReport
+from espdl_streaming.audio.config import FrontendConfig
+from espdl_streaming.audio.cost import cost_report, frontend_cost
+from espdl_streaming.report import BuildReport, FrontendReport
 from espdl_streaming.report_html import main_report, render_html, render_text
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "report_sample.json"
@@ -247,6 +249,7 @@ def _headless(browser: str, profile: Path, *args: str) -> subprocess.Popen[bytes
 def test_browser_renders_the_page(report: dict[str, Any], tmp_path: Path, chromium: str) -> None:
     browser = chromium  # chromium, chromium-browser or google-chrome (conftest.require_tool)
     report["name"] = "tcn_browser_check"
+    report["frontend"] = _frontend_section(FrontendConfig(num_mel_bins=40, window_type="povey", low_freq=20))
     page = tmp_path / "tcn.report.html"
     page.write_text(render_html(report))
     shot = tmp_path / "shot.png"
@@ -261,9 +264,11 @@ def test_browser_renders_the_page(report: dict[str, Any], tmp_path: Path, chromi
     assert dom_run.returncode == 0 and shot_run.returncode == 0
 
     assert "tcn_browser_check" in dom
-    assert dom.count("<svg") == 2
+    assert dom.count("<svg") == 3  # per-layer SNR, RAM per node, the front end's MACs per second
     layers = report["quality"]["layers"]
-    assert dom.count("<rect") >= len(layers) + len(report["streaming"]["caches"])
+    stages = report["frontend"]["cost"]["stages"]
+    assert dom.count("<rect") >= len(layers) + len(report["streaming"]["caches"]) + len(stages) + 2
+    assert '<section id="frontend">' in dom and "Speech front end" in dom and "590100" in dom
     assert dom.count('<rect class="bar worst"') == 3
     assert 'class="marker"' in dom
 
@@ -313,3 +318,124 @@ def test_report_of_another_format_is_refused(report: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"missing keys \['calib_algorithm', 'calib_options', 'dependencies'\]"):
         BuildReport.from_dict(report)
     assert "<html" in render_html(report)
+
+
+# ---------------------------------------------------------------- the speech front end (FRONTEND)
+
+
+def _frontend_section(config: FrontendConfig, macs_per_chunk: int = 6704, chunk_frames: int = 3) -> dict[str, Any]:
+    """The report's `frontend` section as build._frontend_report writes it (no model built)."""
+    section = FrontendReport(
+        kind=config.kind,
+        sample_rate=config.sample_rate,
+        feature_dim=config.feature_dim,
+        frame_length_samples=config.win_len,
+        frame_shift_samples=config.win_step,
+        fft_size=config.fft_size,
+        resample=False,
+        config={name: getattr(config, name) for name in FrontendConfig.__dataclass_fields__},
+        cost=cost_report(frontend_cost(config), macs_per_chunk, chunk_frames),
+    ).to_dict()
+    return json.loads(json.dumps(section))  # as the JSON file holds it
+
+
+def _rows(section: str, heading: str) -> list[list[str]]:
+    """The cells of the table after <h3>heading</h3>."""
+    table = section[section.index(f"<h3>{heading}</h3>") :]
+    table = table[: table.index("</table>")]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table)[1:]]
+
+
+def test_frontend_section(report: dict[str, Any]) -> None:
+    config = FrontendConfig(num_mel_bins=40, window_type="povey", low_freq=20)
+    report["frontend"] = _frontend_section(config)
+    page = render_html(report)
+    ids = re.findall(r'<section id="([a-z]+)">', page)
+    assert ids == ["declaration", "verdicts", "outputs", "layers", "saturation", "auto", "footprint", "frontend"]
+    assert page.count("<svg") == 3
+    fe = _section(page, "frontend")
+    assert "<h2>Speech front end</h2>" in fe
+    for item in ("fbank (dl::audio::Fbank)", "400 samples every 160 (25/10 ms), FFT of 512 points", "16000 Hz"):
+        assert item in fe, item
+    # every field of the configuration, with its option, value and whether it was set
+    rows = {r[0]: r[1:] for r in _rows(fe, "Configuration")}
+    assert list(rows) == list(FrontendConfig.__dataclass_fields__)
+    assert rows["kind"] == ["FRONTEND", "fbank", "set"]
+    assert rows["num_mel_bins"] == ["NUM_MEL_BINS", "40", "set"]
+    assert rows["window_type"] == ["WINDOW", "povey", "set"] and rows["low_freq"][2] == "set"
+    assert rows["sample_rate"] == ["SAMPLE_RATE", "16000", "default"]
+    assert rows["use_int16_fft"] == ["-", "OFF", "default"]
+    assert rows["num_ceps"][2] == "not read by fbank"
+    assert sum(1 for r in rows.values() if r[2] == "set") == 4
+    # cost per second of audio: each stage, the front end, the model
+    cost = {r[0]: r[1:] for r in _rows(fe, "Cost per second of audio")}
+    assert list(cost) == ["dc_removal", "preemphasis", "window", "fft", "spectrum", "mel", "log", "front end", "model"]
+    assert cost["fft"][:4] == ["409600", "614600", "0", "0"] and "radix-4" in cost["fft"][4]
+    assert cost["log"][2] == "4000"
+    total = sum(int(r[0]) for name, r in cost.items() if name not in ("front end", "model"))
+    assert cost["front end"][0] == str(total) == "590100"
+    assert cost["model"][0] == "223467" and "6704 MACs per chunk of 3 frames" in cost["model"][4]
+    assert "0.59 M (2.64x the model&#x27;s 0.223 M)" in fe
+    report["macs_per_chunk"] = 6704 * 10
+    report["frontend"] = _frontend_section(config, macs_per_chunk=6704 * 10)
+    assert "0.59 M (26% of the model&#x27;s 2.23 M)" in _section(render_html(report), "frontend")
+    # RAM: each allocation, heap (init) and class members, the totals
+    ram = {r[0]: r[1:] for r in _rows(fe, "RAM")}
+    assert ram["fft_table"][:2] == ["heap (init)", "4096"] and ram["frame_buffer"][:2] == ["class members", "1600"]
+    heap = sum(int(r[1]) for r in ram.values() if r[0] == "heap (init)")
+    members = sum(int(r[1]) for r in ram.values() if r[0] == "class members")
+    assert (ram["heap (init)"][1], ram["class members"][1], ram["total"][1]) == (
+        str(heap), str(members), str(heap + members),
+    )  # fmt: skip
+    assert heap + members == frontend_cost(config).ram_bytes == 13964
+
+
+def test_frontend_section_of_each_kind(report: dict[str, Any]) -> None:
+    report["frontend"] = _frontend_section(FrontendConfig(kind="mfcc", cepstral_lifter=0.0))
+    fe = _section(render_html(report), "frontend")
+    rows = {r[0]: r[1:] for r in _rows(fe, "Configuration")}
+    assert rows["use_power"][2] == "not read by mfcc" and rows["cepstral_lifter"] == ["CEPSTRAL_LIFTER", "0.0", "set"]
+    stages = [r[0] for r in _rows(fe, "Cost per second of audio")]
+    assert stages[-4:] == ["log", "dct", "front end", "model"]  # no lifter
+    assert "dct_matrix" in fe and ">lifter<" not in fe
+    report["frontend"] = _frontend_section(FrontendConfig(kind="spectrogram"), macs_per_chunk=0)
+    fe = _section(render_html(report), "frontend")
+    assert "mel" not in [r[0] for r in _rows(fe, "Cost per second of audio")]
+    assert "the model has no MACs" in fe
+
+
+def test_frontend_section_is_escaped_and_degrades(report: dict[str, Any]) -> None:
+    section = _frontend_section(FrontendConfig())
+    section["cost"]["stages"][0]["detail"] = EVIL
+    section["cost"]["ram"][0]["item"] = EVIL
+    section["config"]["window_type"] = EVIL
+    report["frontend"] = section
+    page = render_html(report)
+    assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") >= 3
+    del section["cost"]  # a report written before the cost was counted
+    page = render_html(report)
+    fe = _section(page, "frontend")
+    assert "cost and RAM: not measured" in fe and "<h3>Configuration</h3>" in fe
+    assert page.count("<svg") == 2
+    report["frontend"] = {"kind": "fbank"}  # and nothing else
+    assert "Speech front end" in render_html(report)
+    assert "speech front end" in render_text(report)
+
+
+def test_frontend_text_version(report: dict[str, Any]) -> None:
+    report["frontend"] = _frontend_section(FrontendConfig(kind="mfcc", num_mel_bins=40))
+    text = render_text(report)
+    tail = text[text.index("speech front end") :]
+    for expect in ("mfcc (dl::audio::MFCC)", "set: kind=mfcc, num_mel_bins=40", "cost per second of audio", "RAM"):
+        assert expect in tail, expect
+    assert re.search(r"^    dct\s+52000\s", tail, re.M)  # 13 x 40 per frame, 100 frames/s
+    assert re.search(r"^    total\s+\d+$", tail, re.M)
+    text.encode("ascii")
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_report_without_frontend_has_no_section(report: dict[str, Any]) -> None:
+    assert "frontend" not in report
+    page = render_html(report)
+    assert 'id="frontend"' not in page and "Speech front end" not in page
+    assert "speech front end" not in render_text(report)

@@ -185,9 +185,7 @@ esp_err_t speech_frontend::init(const frontend_config &config)
     m_bitrev = alloc<int>(static_cast<size_t>(n));
     m_fft = alloc<double>(static_cast<size_t>(2 * n));
     m_work = alloc<float>(static_cast<size_t>(n));
-    m_buf = alloc<float>(static_cast<size_t>(m_win_len));
-    ESPDL_STREAMING_RETURN_ON_FALSE(m_twiddle && m_bitrev && m_fft && m_work && m_buf, ESP_ERR_NO_MEM, TAG,
-                                    "FFT buffers");
+    ESPDL_STREAMING_RETURN_ON_FALSE(m_twiddle && m_bitrev && m_fft && m_work, ESP_ERR_NO_MEM, TAG, "FFT buffers");
     for (int k = 0; k < n / 2; k++) {
         m_twiddle[2 * k] = cos(-2.0 * PI * k / n);
         m_twiddle[2 * k + 1] = sin(-2.0 * PI * k / n);
@@ -203,7 +201,6 @@ esp_err_t speech_frontend::init(const frontend_config &config)
         }
         m_bitrev[i] = r;
     }
-    m_filled = 0;
     m_ready = true;
     return ESP_OK;
 }
@@ -381,52 +378,6 @@ esp_err_t speech_frontend::process_frame(const float *frame, float *out)
         }
     }
     return ESP_OK;
-}
-
-size_t speech_frontend::frames_completed_by(size_t n) const
-{
-    const size_t have = static_cast<size_t>(m_filled) + n;
-    if (have < static_cast<size_t>(m_win_len)) {
-        return 0;
-    }
-    return 1 + (have - m_win_len) / m_win_step;
-}
-
-template <typename T>
-esp_err_t speech_frontend::push_impl(const T *pcm, size_t n, float *out, size_t max_frames, size_t *frames)
-{
-    ESPDL_STREAMING_RETURN_ON_FALSE(m_ready && frames && (pcm || n == 0), ESP_ERR_INVALID_ARG, TAG, "push");
-    *frames = 0;
-    const size_t need = frames_completed_by(n);
-    ESPDL_STREAMING_RETURN_ON_FALSE(need <= max_frames && (need == 0 || out), ESP_ERR_INVALID_SIZE, TAG,
-                                    "push: %zu frames do not fit in %zu", need, max_frames);
-    float *buf = m_buf.get();
-    for (size_t pos = 0; pos < n; pos++) {
-        if constexpr (sizeof(T) == sizeof(int16_t)) {
-            buf[m_filled++] = static_cast<float>(pcm[pos]) / 32768.0f;
-        } else {
-            buf[m_filled++] = pcm[pos];
-        }
-        if (m_filled == m_win_len) {
-            ESPDL_STREAMING_RETURN_ON_ERROR(process_frame(buf, out + *frames * m_feature_dim));
-            ++*frames;
-            for (int i = 0; i < m_win_len - m_win_step; i++) {
-                buf[i] = buf[i + m_win_step];
-            }
-            m_filled = m_win_len - m_win_step;
-        }
-    }
-    return ESP_OK;
-}
-
-esp_err_t speech_frontend::push(const float *pcm, size_t n, float *out, size_t max_frames, size_t *frames)
-{
-    return push_impl(pcm, n, out, max_frames, frames);
-}
-
-esp_err_t speech_frontend::push(const int16_t *pcm, size_t n, float *out, size_t max_frames, size_t *frames)
-{
-    return push_impl(pcm, n, out, max_frames, frames);
 }
 
 } // namespace espdl_streaming::host::frontend

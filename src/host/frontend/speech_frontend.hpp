@@ -11,8 +11,13 @@
  *
  * Configuration is checked by the Python tool at build time (FrontendConfig.validate(), with the
  * messages); init() repeats the checks that keep this code memory-safe and returns
- * ESP_ERR_INVALID_ARG for any of them. All memory is allocated by init(); process_frame(), push()
- * and reset() never allocate.
+ * ESP_ERR_INVALID_ARG for any of them. All memory is allocated by init(); process_frame() never
+ * allocates.
+ *
+ * This computes one frame at a time. Cutting a stream of PCM pieces into frames is the runtime's
+ * job: audio_frontend (include/espdl_streaming/audio_frontend.hpp, src/audio_frontend.cpp) drives
+ * this class through open_frontend() (src/host/frontend_host.cpp) on host builds, as it drives
+ * ESP-DL's dl::audio on chips; host/espdl_features.cpp runs that pair on files for the tests.
  */
 #pragma once
 
@@ -65,25 +70,13 @@ public:
     int fft_size() const { return m_fft_size; }
     int feature_dim() const { return m_feature_dim; }
 
-    /* One frame of win_len() samples (float PCM in [-1, 1)) to feature_dim() floats. */
+    /* One frame of win_len() samples (float PCM in [-1, 1)) to feature_dim() floats; `frame` is not
+     * modified. */
     esp_err_t process_frame(const float *frame, float *out);
-
-    /* Streaming: appends the samples and writes every completed frame (feature_dim() floats each)
-     * to out, at most max_frames; *frames gets the count. A piece of n samples completes at most
-     * n / win_step() + 1 frames. ESP_ERR_INVALID_SIZE (and nothing consumed) if out is too small. */
-    esp_err_t push(const float *pcm, size_t n, float *out, size_t max_frames, size_t *frames);
-    /* int16 PCM, scaled by 1/32768 as ESP-DL's process_frame(const int16_t *) does. */
-    esp_err_t push(const int16_t *pcm, size_t n, float *out, size_t max_frames, size_t *frames);
-
-    /* Forgets the samples of the unfinished frame. */
-    void reset() { m_filled = 0; }
 
 private:
     esp_err_t build_mel_filters();
     void fft_power(float *x);
-    size_t frames_completed_by(size_t n) const;
-    template <typename T>
-    esp_err_t push_impl(const T *pcm, size_t n, float *out, size_t max_frames, size_t *frames);
 
     frontend_config m_cfg{};
     bool m_ready = false;
@@ -104,8 +97,6 @@ private:
     std::unique_ptr<double[]> m_fft;      /* fft_size complex */
     std::unique_ptr<float[]> m_work;      /* fft_size */
     std::unique_ptr<float[]> m_mel;       /* num_mel_bins */
-    std::unique_ptr<float[]> m_buf;       /* win_len: the frame being filled */
-    int m_filled = 0;
 };
 
 } // namespace espdl_streaming::host::frontend
