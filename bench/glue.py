@@ -10,7 +10,8 @@ from common import BENCH, REPO, WORK, Stats, code, command_text, fmt_ns, fmt_rat
 
 RUNTIME = ["quantize.cpp", "stream_runner.cpp", "self_test.cpp", "model_loader.cpp", "no_backend.cpp"]
 CXX = ["g++", "-std=gnu++17", "-O2", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror"]
-WRAP = ["-Wl,--wrap=malloc", "-Wl,--wrap=calloc", "-Wl,--wrap=realloc"]
+# host/alloc_counter.cpp counts with these (its header comment).
+WRAP = [f"-Wl,--wrap={f}" for f in ("malloc", "calloc", "realloc", "aligned_alloc", "posix_memalign")]
 
 
 @dataclass
@@ -35,9 +36,12 @@ def run(tcn_out: Path, build_cmd: str) -> GlueResult:
         REPO / "include",
         "-I",
         tcn_out,
+        "-I",
+        REPO / "host",
         BENCH / "glue_bench.cpp",
         tcn_out / "tcn.cpp",
         *(REPO / "src" / s for s in RUNTIME),
+        REPO / "host" / "alloc_counter.cpp",
         *WRAP,
         "-o",
         exe,
@@ -102,7 +106,8 @@ def markdown(r: GlueResult) -> str:
             "work in `run()`, so only the glue is timed. The three loops run in the same process, alternating, after a",
             f"warm-up: {v['reps']} repetitions of {v['chunks_per_rep']} chunks ({v['chunk_frames']} frames x"
             f" {v['feature_dim']} floats each, pushed 1000 chunks per `push()` call); figures are per chunk.",
-            "Allocations are counted with `-Wl,--wrap=malloc,calloc,realloc` and a replaced `operator new`",
+            "Allocations are counted by `host/alloc_counter.cpp` (`-Wl,--wrap=malloc,calloc,realloc,...` and a"
+            " replaced `operator new`)",
             "(self-checked: one malloc and one new counted 2).",
             "",
             "Compile: " + code(r.compile_cmd),

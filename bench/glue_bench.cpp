@@ -3,11 +3,11 @@
 // does no work, against a bare loop that only copies the same bytes (input floats -> staging,
 // output bytes -> caller), and a loop doing only the conversions (quantize the input floats,
 // dequantize the outputs). All timed in this process, alternating, REPS repetitions of
-// CHUNKS chunks each. Heap allocations are counted with -Wl,--wrap=malloc,calloc,realloc and
-// replaced operator new.
+// CHUNKS chunks each. Heap allocations are counted by host/alloc_counter.cpp (malloc & co. wrapped,
+// operator new replaced).
 //
-// Built by bench/glue.py against include/, src/{quantize,stream_runner,self_test,model_loader,no_backend}.cpp
-// and the tcn.cpp of a CLI build. Prints key=value lines.
+// Built by bench/glue.py against include/, src/{quantize,stream_runner,self_test,model_loader,no_backend}.cpp,
+// host/alloc_counter.cpp and the tcn.cpp of a CLI build. Prints key=value lines.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +16,7 @@
 #include <cstring>
 #include <new>
 
+#include "alloc_counter.hpp"
 #include "espdl_streaming/quantize.hpp"
 #include "tcn.hpp"
 
@@ -24,72 +25,15 @@ using model_t = espdl_streaming::models::tcn;
 
 // ---------------------------------------------------------------- allocation counting
 
-static unsigned long g_allocs = 0;
+// host/alloc_counter.cpp counts every allocation of the link (malloc & co. wrapped, operator new replaced).
+static unsigned long allocations()
+{
+    return static_cast<unsigned long>(alloc_counter::count());
+}
 
-extern "C" {
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n)
-{
-    ++g_allocs;
-    return __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t size)
-{
-    ++g_allocs;
-    return __real_calloc(n, size);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    ++g_allocs;
-    return __real_realloc(p, n);
-}
 // The streaming model's bytes: tcn.cpp refers to them for init(); the double never reads them.
+extern "C" {
 alignas(16) extern const unsigned char espdl_streaming_tcn_espdl[16] = {0};
-}
-
-static void *counted_new(size_t n)
-{
-    ++g_allocs;
-    void *p = __real_malloc(n ? n : 1);
-    if (p == nullptr)
-        std::abort();
-    return p;
-}
-void *operator new(size_t n)
-{
-    return counted_new(n);
-}
-void *operator new[](size_t n)
-{
-    return counted_new(n);
-}
-void *operator new(size_t n, const std::nothrow_t &) noexcept
-{
-    ++g_allocs;
-    return __real_malloc(n ? n : 1);
-}
-void *operator new[](size_t n, const std::nothrow_t &) noexcept
-{
-    ++g_allocs;
-    return __real_malloc(n ? n : 1);
-}
-void operator delete(void *p) noexcept
-{
-    std::free(p);
-}
-void operator delete[](void *p) noexcept
-{
-    std::free(p);
-}
-void operator delete(void *p, size_t) noexcept
-{
-    std::free(p);
-}
-void operator delete[](void *p, size_t) noexcept
-{
-    std::free(p);
 }
 
 // ---------------------------------------------------------------- the model double
@@ -230,27 +174,27 @@ int main()
         f = (float(state >> 8) / float(1u << 24) - 0.5f) * 8.0f;  // [-4, 4)
     }
     // the hooks work: one malloc and one new must be counted
-    const unsigned long before_check = g_allocs;
+    const unsigned long before_check = allocations();
     void *(*volatile do_malloc)(size_t) = std::malloc;  // through pointers: not elided
     void *(*volatile do_new)(size_t) = static_cast<void *(*)(size_t)>(::operator new);
     std::free(do_malloc(16));
     ::operator delete(do_new(16));
-    std::printf("hook_check=%lu\n", g_allocs - before_check);
+    std::printf("hook_check=%lu\n", allocations() - before_check);
 
     static null_engine engine;
     static model_t model;
-    const unsigned long before_init = g_allocs;
+    const unsigned long before_init = allocations();
     if (model.init(&engine) != ESP_OK) {
         std::printf("init_failed=1\n");
         return 1;
     }
-    std::printf("allocs_init=%lu\n", g_allocs - before_init);
+    std::printf("allocs_init=%lu\n", allocations() - before_init);
     const uint32_t out_bytes = output_bytes();
     time_ours(model);  // warm-up
     time_copy(engine, out_bytes);
     time_convert(engine);
 
-    const unsigned long before = g_allocs;
+    const unsigned long before = allocations();
     const uint32_t chunks_before = model.chunks_run();
     double ours[REPS], copy[REPS], convert[REPS];
     for (uint32_t r = 0; r < REPS; ++r) {
@@ -264,7 +208,7 @@ int main()
             ours[r] = time_ours(model);
         }
     }
-    const unsigned long allocs = g_allocs - before;  // counted before any printing
+    const unsigned long allocs = allocations() - before;  // counted before any printing
     const uint32_t chunks = model.chunks_run() - chunks_before;
 
     std::printf("chunk_frames=%u\nfeature_dim=%u\ninput_float_bytes=%u\noutput_bytes=%u\n", model_t::chunk_frames,

@@ -16,8 +16,8 @@
  * (empty pieces allowed); without it, all samples in one push(). OUT.bin: the feature frames, float32
  * [frames, feature_dim] row-major.
  *
- * push() must not allocate: every operator new of the process is counted, and an allocation during
- * the pushes is an error.
+ * push() must not allocate: every allocation of the process is counted (alloc_counter.cpp: malloc & co.
+ * and operator new), and one during the pushes is an error.
  * Exit status 0; 2 with one line "error: ..." on stderr for bad arguments or files; 1 with one line
  * "error: ..." naming the call and its esp_err_t when the front end fails.
  */
@@ -28,73 +28,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "espdl_streaming/audio_frontend.hpp"
 #include "tool_io.hpp"
-
-/* Every operator new of the process, counted (the frontend's tables come from new (std::nothrow)). */
-namespace {
-size_t g_allocations = 0;
-
-void *counted_alloc(size_t n)
-{
-    ++g_allocations;
-    return std::malloc(n != 0 ? n : 1);
-}
-
-void *must_alloc(size_t n)
-{
-    void *p = counted_alloc(n);
-    if (p == nullptr) {
-        std::fputs("error: out of memory\n", stderr);
-        std::abort(); /* no exceptions in this build */
-    }
-    return p;
-}
-} // namespace
-
-void *operator new(size_t n)
-{
-    return must_alloc(n);
-}
-void *operator new[](size_t n)
-{
-    return must_alloc(n);
-}
-void *operator new(size_t n, const std::nothrow_t &) noexcept
-{
-    return counted_alloc(n);
-}
-void *operator new[](size_t n, const std::nothrow_t &) noexcept
-{
-    return counted_alloc(n);
-}
-void operator delete(void *p) noexcept
-{
-    std::free(p);
-}
-void operator delete[](void *p) noexcept
-{
-    std::free(p);
-}
-void operator delete(void *p, size_t) noexcept
-{
-    std::free(p);
-}
-void operator delete[](void *p, size_t) noexcept
-{
-    std::free(p);
-}
-void operator delete(void *p, const std::nothrow_t &) noexcept
-{
-    std::free(p);
-}
-void operator delete[](void *p, const std::nothrow_t &) noexcept
-{
-    std::free(p);
-}
 
 using namespace espdl_streaming;
 
@@ -448,7 +386,7 @@ int main(int argc, char **argv)
                             "(the log above says why)",
                             static_cast<int>(err), err_name(err), static_cast<unsigned>(err));
     }
-    const size_t allocations_before = g_allocations;
+    const size_t allocations_before = alloc_counter::count();
     size_t pos = 0;
     for (size_t p = 0; p < pieces.size(); ++p) {
         size_t consumed = 0;
@@ -466,7 +404,7 @@ int main(int argc, char **argv)
         }
         pos += pieces[p];
     }
-    const size_t allocations = g_allocations - allocations_before;
+    const size_t allocations = alloc_counter::count() - allocations_before;
     if (allocations != 0) {
         return fail_runtime("audio_frontend::push allocated %lu times: push() must never allocate",
                             static_cast<unsigned long>(allocations));

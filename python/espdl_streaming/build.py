@@ -63,21 +63,9 @@ def _frontend_report(decl: Declaration, macs_per_chunk: int) -> FrontendReport |
     front = decl.frontend
     if front is None:
         return None
-    from .audio.cost import cost_report, frontend_cost  # standard library only
+    from .audio.cost import frontend_report  # standard library only
 
-    c = front.config
-    config: JSONObject = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
-    return FrontendReport(
-        kind=c.kind,
-        sample_rate=c.sample_rate,
-        feature_dim=c.feature_dim,
-        frame_length_samples=c.win_len,
-        frame_shift_samples=c.win_step,
-        fft_size=c.fft_size,
-        resample=front.resample,
-        config=config,
-        cost=cost_report(frontend_cost(c), macs_per_chunk, decl.chunk_frames),
-    )
+    return frontend_report(front.config, front.resample, macs_per_chunk, decl.chunk_frames)
 
 
 def _placement_report(decl: Declaration) -> PlacementReport:

@@ -68,7 +68,6 @@ def _engine_sources() -> list[Path]:
         (_ROOT / "host", ("*.cpp", "*.hpp", "CMakeLists.txt")),
         (_ROOT / "src", ("*.cpp", "*.hpp")),
         (_ROOT / "include", ("*.hpp",)),
-        (_ROOT / "tests" / "host", ("alloc_counter.*",)),
     ):
         for pattern in patterns:
             files.extend(folder.rglob(pattern))

@@ -18,8 +18,8 @@ from espdl_streaming.audio.cost import (
     CLASS,
     HEAP,
     bitrev2r_pairs,
-    cost_report,
     frontend_cost,
+    frontend_report,
     mel_weight_counts,
     model_macs_per_second,
     rfft_cost,
@@ -208,17 +208,7 @@ def test_cost_module_needs_no_numpy() -> None:
 
 def _frontend_report(config: FrontendConfig, macs_per_chunk: int = 6704, chunk_frames: int = 3) -> FrontendReport:
     """What build._frontend_report writes for `config`."""
-    return FrontendReport(
-        kind=config.kind,
-        sample_rate=config.sample_rate,
-        feature_dim=config.feature_dim,
-        frame_length_samples=config.win_len,
-        frame_shift_samples=config.win_step,
-        fft_size=config.fft_size,
-        resample=False,
-        config={name: getattr(config, name) for name in FrontendConfig.__dataclass_fields__},
-        cost=cost_report(frontend_cost(config), macs_per_chunk, chunk_frames),
-    )
+    return frontend_report(config, False, macs_per_chunk, chunk_frames)
 
 
 def _typed_sample() -> dict[str, Any]:

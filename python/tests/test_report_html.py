@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from espdl_streaming.audio.config import FrontendConfig
-from espdl_streaming.audio.cost import cost_report, frontend_cost
-from espdl_streaming.report import BuildReport, FrontendReport
+from espdl_streaming.audio.cost import frontend_cost, frontend_report
+from espdl_streaming.report import BuildReport
 from espdl_streaming.report_html import main_report, render_html, render_text
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "report_sample.json"
@@ -325,17 +325,7 @@ def test_report_of_another_format_is_refused(report: dict[str, Any]) -> None:
 
 def _frontend_section(config: FrontendConfig, macs_per_chunk: int = 6704, chunk_frames: int = 3) -> dict[str, Any]:
     """The report's `frontend` section as build._frontend_report writes it (no model built)."""
-    section = FrontendReport(
-        kind=config.kind,
-        sample_rate=config.sample_rate,
-        feature_dim=config.feature_dim,
-        frame_length_samples=config.win_len,
-        frame_shift_samples=config.win_step,
-        fft_size=config.fft_size,
-        resample=False,
-        config={name: getattr(config, name) for name in FrontendConfig.__dataclass_fields__},
-        cost=cost_report(frontend_cost(config), macs_per_chunk, chunk_frames),
-    ).to_dict()
+    section = frontend_report(config, False, macs_per_chunk, chunk_frames).to_dict()
     return json.loads(json.dumps(section))  # as the JSON file holds it
 
 

@@ -63,7 +63,7 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..report import FrontendCostReport, FrontendRamReport, FrontendStageReport
+from ..report import FrontendCostReport, FrontendRamReport, FrontendReport, FrontendStageReport
 from .config import FrontendConfig
 
 __all__ = [
@@ -391,4 +391,19 @@ def cost_report(cost: FrontendCost, macs_per_chunk: int, chunk_frames: int) -> F
         heap_bytes=cost.heap_bytes,
         class_bytes=cost.class_bytes,
         ram_bytes=cost.ram_bytes,
+    )
+
+
+def frontend_report(config: FrontendConfig, resample: bool, macs_per_chunk: int, chunk_frames: int) -> FrontendReport:
+    """The report's ``frontend`` section of a model with this front end (build.py writes it)."""
+    return FrontendReport(
+        kind=config.kind,
+        sample_rate=config.sample_rate,
+        feature_dim=config.feature_dim,
+        frame_length_samples=config.win_len,
+        frame_shift_samples=config.win_step,
+        fft_size=config.fft_size,
+        resample=resample,
+        config={name: getattr(config, name) for name in FrontendConfig.__dataclass_fields__},
+        cost=cost_report(frontend_cost(config), macs_per_chunk, chunk_frames),
     )

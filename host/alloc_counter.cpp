@@ -1,6 +1,8 @@
 /*
- * Counts allocations. malloc & co. called from objects of this link are wrapped with
- * -Wl,--wrap (the sanitizer's allocator still does the work); operator new is replaced.
+ * Counts allocations, for the no-allocation checks of the host tools (engine_check, espdl_features),
+ * tests/host and the glue benchmark. malloc & co. called from objects of this link are wrapped with
+ * -Wl,--wrap=malloc,calloc,realloc,aligned_alloc,posix_memalign (the sanitizer's allocator still does
+ * the work); operator new is replaced, the nothrow forms included.
  */
 #include "alloc_counter.hpp"
 
@@ -65,6 +67,17 @@ void *operator new[](size_t size)
     return operator new(size);
 }
 
+void *operator new(size_t size, const std::nothrow_t &) noexcept
+{
+    ++g_count;
+    return __real_malloc(size == 0 ? 1 : size);
+}
+
+void *operator new[](size_t size, const std::nothrow_t &tag) noexcept
+{
+    return operator new(size, tag);
+}
+
 void operator delete(void *p) noexcept
 {
     std::free(p);
@@ -81,6 +94,16 @@ void operator delete(void *p, size_t) noexcept
 }
 
 void operator delete[](void *p, size_t) noexcept
+{
+    std::free(p);
+}
+
+void operator delete(void *p, const std::nothrow_t &) noexcept
+{
+    std::free(p);
+}
+
+void operator delete[](void *p, const std::nothrow_t &) noexcept
 {
     std::free(p);
 }

@@ -1,4 +1,5 @@
-/* Heap allocation counter for the no-allocation tests (see alloc_counter.cpp). */
+/* Heap allocation counter for the no-allocation checks (see alloc_counter.cpp: link it with the
+ * -Wl,--wrap options it names). */
 #pragma once
 
 #include <cstddef>
