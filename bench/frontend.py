@@ -15,13 +15,15 @@ when the report has them) are shown next to it.
 from __future__ import annotations
 
 import json
-import wave
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from common import BENCH, EXAMPLE_MODEL, PYTHON, REPO, WORK, Stats, command_text, fmt_ratio, fresh_dir
 from common import find_ninja, run_timed, table
+
+sys.path.insert(0, str(REPO / "python"))
 
 NAME = "kws_bench"  # the class bench/frontend_bench.cpp drives
 KWS = REPO / "examples" / "kws_audio"
@@ -57,18 +59,14 @@ class FrontendFigures:
 
 def _calibration_wav(path: Path) -> Path:
     """Two seconds of a deterministic voiced sound over noise, 16 kHz int16."""
+    from espdl_streaming.audio.pcm import write_wav
+
     rate = 16000
     t = np.arange(2 * rate) / rate
     f0 = 110 + 40 * t
     phase = 2 * np.pi * np.cumsum(f0) / rate
     x = sum(0.3 / h * np.sin(h * phase) for h in range(1, 20)) + 0.02 * np.random.default_rng(3).standard_normal(t.size)
-    pcm = np.round(np.clip(x, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return path
+    return write_wav(path, np.round(np.clip(x, -1, 1) * 32767).astype(np.int16), rate)
 
 
 def run() -> list[FrontendFigures]:

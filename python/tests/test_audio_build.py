@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TEST_MODELS, build_args, run_cli
+
+from espdl_streaming.audio import pcm as pcm_io
 
 MODEL = f"{TEST_MODELS / 'per_frame.py'}:build"  # [1, 8, T] -> [1, 4, T]
 SHAPE = "1,8,16"
@@ -22,19 +23,16 @@ FBANK = ("--frontend", "fbank", "--frontend-num-mel-bins", "8")
 HIT = "replayed from the build cache"
 
 
-def write_wav(path: Path, rate: int, seconds: float = 0.5, tone_hz: float = 440.0, seed: int = 0) -> Path:
-    """A deterministic 16-bit mono WAV: a tone plus seeded noise."""
+def write_wav(
+    path: Path, rate: int, seconds: float = 0.5, tone_hz: float = 440.0, seed: int = 0, *, channels: int = 1
+) -> Path:
+    """A deterministic 16-bit WAV: a tone plus seeded noise (the same on every channel)."""
     n = int(rate * seconds)
     t = np.arange(n) / rate
     x = 0.3 * np.sin(2 * np.pi * tone_hz * t) + 0.05 * np.random.default_rng(seed).standard_normal(n)
-    pcm = np.round(np.clip(x, -1, 1) * 32767).astype("<i2")
+    pcm = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return path
+    return pcm_io.write_wav(path, pcm if channels == 1 else np.repeat(pcm[:, None], channels, axis=1), rate)
 
 
 def fe_args(out: Path, *extra: str) -> list[str]:

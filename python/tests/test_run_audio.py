@@ -13,32 +13,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import TEST_MODELS, build_args, run_cli
+from test_audio_build import write_wav
 
 from espdl_streaming.audio import FrontendConfig, compute_features, read_wav, resample_pcm
 
 MODEL = f"{TEST_MODELS / 'per_frame.py'}:build"  # [1, 8, T] -> [1, 4, T]
 CHUNK = 4
-
-
-def write_wav(path: Path, rate: int, seconds: float, *, channels: int = 1, seed: int = 0) -> Path:
-    """A deterministic 16-bit WAV: a tone plus seeded noise (the same on every channel)."""
-    n = int(rate * seconds)
-    t = np.arange(n) / rate
-    x = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.05 * np.random.default_rng(seed).standard_normal(n)
-    pcm = np.round(np.clip(x, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.repeat(pcm, channels).tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,17 @@ frontend_spec make_spec()
     return s;
 }
 
+/* An audio_frontend over a fake_extractor, with its buffers. */
+struct framer {
+    fake_extractor fx;
+    frontend_spec spec = make_spec();
+    float window[WIN];
+    float features[DIM];
+    audio_frontend fe;
+
+    esp_err_t init() { return fe.init(&spec, &fx, window, WIN, features, DIM); }
+};
+
 struct sink {
     std::vector<float> features;
     int fail_at = -1; /* frame index at which the callback fails */
@@ -96,12 +107,9 @@ void test_any_piece_sizes_give_the_frames_of_the_whole_signal()
     CHECK_EQ(want.size(), static_cast<size_t>(24 * DIM)); /* 1 + (103 - 10) / 4 frames */
     const size_t sizes[] = {1, 2, 3, 4, 5, 9, 10, 11, 17, 103};
     for (size_t piece : sizes) {
-        fake_extractor fx;
-        frontend_spec spec = make_spec();
-        float window[WIN];
-        float features[DIM];
-        audio_frontend fe;
-        CHECK_EQ(fe.init(&spec, &fx, window, WIN, features, DIM), ESP_OK);
+        framer f;
+        CHECK_EQ(f.init(), ESP_OK);
+        audio_frontend &fe = f.fe;
         sink s;
         for (size_t at = 0; at < pcm.size(); at += piece) {
             const size_t n = pcm.size() - at < piece ? pcm.size() - at : piece;
@@ -116,20 +124,17 @@ void test_any_piece_sizes_give_the_frames_of_the_whole_signal()
         CHECK_EQ(fe.pending_samples(), static_cast<size_t>(7));
         /* float PCM gives the same frames */
         fe.reset();
-        sink f;
-        CHECK_EQ(fe.push(as_float.data(), as_float.size(), collect, &f), ESP_OK);
-        CHECK(f.features == want);
+        sink from_floats;
+        CHECK_EQ(fe.push(as_float.data(), as_float.size(), collect, &from_floats), ESP_OK);
+        CHECK(from_floats.features == want);
     }
 }
 
 void test_reset_forgets_the_unfinished_frame()
 {
-    fake_extractor fx;
-    frontend_spec spec = make_spec();
-    float window[WIN];
-    float features[DIM];
-    audio_frontend fe;
-    CHECK_EQ(fe.init(&spec, &fx, window, WIN, features, DIM), ESP_OK);
+    framer f;
+    CHECK_EQ(f.init(), ESP_OK);
+    audio_frontend &fe = f.fe;
     std::vector<float> pcm(30);
     for (size_t i = 0; i < pcm.size(); ++i) {
         pcm[i] = static_cast<float>(i) / 64.0f;
@@ -145,12 +150,9 @@ void test_reset_forgets_the_unfinished_frame()
 
 void test_a_failing_callback_stops_after_the_frame_it_was_given()
 {
-    fake_extractor fx;
-    frontend_spec spec = make_spec();
-    float window[WIN];
-    float features[DIM];
-    audio_frontend fe;
-    CHECK_EQ(fe.init(&spec, &fx, window, WIN, features, DIM), ESP_OK);
+    framer f;
+    CHECK_EQ(f.init(), ESP_OK);
+    audio_frontend &fe = f.fe;
     std::vector<float> pcm(40);
     for (size_t i = 0; i < pcm.size(); ++i) {
         pcm[i] = static_cast<float>(i);
@@ -171,13 +173,10 @@ void test_a_failing_callback_stops_after_the_frame_it_was_given()
 
 void test_an_extractor_error_is_returned()
 {
-    fake_extractor fx;
-    fx.fail_at = 2;
-    frontend_spec spec = make_spec();
-    float window[WIN];
-    float features[DIM];
-    audio_frontend fe;
-    CHECK_EQ(fe.init(&spec, &fx, window, WIN, features, DIM), ESP_OK);
+    framer f;
+    f.fx.fail_at = 2;
+    CHECK_EQ(f.init(), ESP_OK);
+    audio_frontend &fe = f.fe;
     std::vector<float> pcm(40, 0.25f);
     sink s;
     size_t consumed = 0;
@@ -215,12 +214,9 @@ void test_bad_arguments()
 
 void test_frontend_self_test()
 {
-    fake_extractor fx;
-    frontend_spec spec = make_spec();
-    float window[WIN];
-    float features[DIM];
-    audio_frontend fe;
-    CHECK_EQ(fe.init(&spec, &fx, window, WIN, features, DIM), ESP_OK);
+    framer f;
+    CHECK_EQ(f.init(), ESP_OK);
+    audio_frontend &fe = f.fe;
     int16_t pcm[45];
     std::vector<float> as_float(45);
     for (int i = 0; i < 45; ++i) {

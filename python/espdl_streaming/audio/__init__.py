@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         read_pcm_npy,
         read_wav,
         resample_pcm,
+        write_wav,
     )
 
 # The numpy modules are imported on first use: the declaration (config, declare) needs only the standard
@@ -52,6 +53,7 @@ _LAZY = {
             "load_audio",
             "read_pcm_npy",
             "read_wav",
+            "write_wav",
             "resample_pcm",
         ),
         "pcm",
@@ -91,6 +93,7 @@ __all__ = [
     "parse_frontend",
     "read_pcm_npy",
     "read_wav",
+    "write_wav",
     "resample_pcm",
     "window_function",
 ]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import struct
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,20 @@ def read_wav(path: str | Path) -> tuple[FloatArray, int]:
     except OSError as exc:
         raise CalibrationError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     return _decode_wav(data, str(path))
+
+
+def write_wav(path: str | Path, pcm: npt.ArrayLike, rate: int) -> Path:
+    """16-bit PCM WAV: `pcm` int16 as [samples] (mono) or [samples, channels]; what :func:`read_wav` reads back."""
+    samples = np.asarray(pcm)
+    if samples.dtype != np.int16 or samples.ndim not in (1, 2):
+        raise ValueError(f"write_wav: int16 [samples] or [samples, channels], got {samples.dtype} {samples.shape}")
+    path = Path(path)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return path
 
 
 def _decode_wav(data: bytes, where: str) -> tuple[FloatArray, int]:
