@@ -5,7 +5,8 @@
  * build recorded.
  *
  * ESP-DL's constructors allocate their tables and report no failure, so open_frontend() first
- * checks that the heap can hold them. The int16 FFT (use_int16_fft) is not used: the build-time
+ * checks that the heap can hold them: frontend_spec::init_heap_bytes, what the build counted
+ * (audio/cost.py), and the FFT buffer's block of internal RAM. The int16 FFT (use_int16_fft) is not used: the build-time
  * front end models the float one.
  */
 #include "espdl_streaming/audio_frontend.hpp"
@@ -89,21 +90,6 @@ private:
     sized<Features> m_features;
 };
 
-/* Bytes dl::audio's constructors allocate for a frame of win_len samples (FFT of fft_size points):
- * FFT tables and work buffer, the FFT cache (internal RAM), the window, the mel filters and, for MFCC,
- * the DCT matrix. A bound, not an exact count: it decides whether to try. */
-size_t dl_audio_bytes(const frontend_spec &s, uint32_t fft_size)
-{
-    size_t bytes = 4 * sizeof(float) * fft_size;                         /* rfft tables and buffers */
-    bytes += sizeof(float) * fft_size;                                    /* the cache */
-    bytes += sizeof(float) * s.win_len;                                   /* the window */
-    bytes += (sizeof(float) + 2 * sizeof(int)) * (fft_size / 2 + 1) * 2; /* mel weights and positions */
-    if (s.kind == frontend_kind::mfcc) {
-        bytes += sizeof(float) * (static_cast<size_t>(s.num_ceps) * s.num_mel_bins + s.num_ceps);
-    }
-    return bytes;
-}
-
 template <typename Features>
 esp_err_t open_as(const dl::audio::SpeechFeatureConfig &config, uint32_t fft_size, feature_extractor **out)
 {
@@ -152,10 +138,9 @@ esp_err_t open_frontend(const frontend_spec &spec, feature_extractor **out)
     while (fft_size < spec.win_len) {
         fft_size <<= 1;
     }
-    const size_t need = dl_audio_bytes(spec, fft_size);
-    ESPDL_STREAMING_RETURN_ON_FALSE(heap_caps_get_free_size(MALLOC_CAP_DEFAULT) >= need, ESP_ERR_NO_MEM, TAG,
-                                    "audio front end: dl::audio needs about %lu bytes of heap, %lu free",
-                                    static_cast<unsigned long>(need),
+    ESPDL_STREAMING_RETURN_ON_FALSE(heap_caps_get_free_size(MALLOC_CAP_DEFAULT) >= spec.init_heap_bytes, ESP_ERR_NO_MEM,
+                                    TAG, "audio front end: dl::audio allocates %lu bytes of heap, %lu free",
+                                    static_cast<unsigned long>(spec.init_heap_bytes),
                                     static_cast<unsigned long>(heap_caps_get_free_size(MALLOC_CAP_DEFAULT)));
     switch (spec.kind) {
     case frontend_kind::fbank:

@@ -53,6 +53,10 @@ struct frontend_spec {
     uint32_t win_len;     /* samples per frame */
     uint32_t win_step;    /* samples per frame shift */
     uint32_t feature_dim; /* floats per feature frame */
+    /* Heap dl::audio's constructors allocate for this configuration (python/espdl_streaming/audio/cost.py,
+     * the report's frontend.cost): on chips open_frontend() checks that the heap can hold it, since ESP-DL's
+     * constructors report no allocation failure. 0: not checked. */
+    uint32_t init_heap_bytes;
 };
 
 /** One frame of win_len float samples (PCM in [-1, 1)) to feature_dim floats: the build's backend. */

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from .audio.cost import frontend_cost
 from .facts import CPP_KEYWORDS
 from .glue import (
     CLASS_NAMES,
@@ -192,6 +193,7 @@ def _frontend(front: GlueFrontend | None) -> dict[str, TemplateValue] | None:
         ("win_len", str(c.win_len)),
         ("win_step", str(c.win_step)),
         ("feature_dim", str(c.feature_dim)),
+        ("init_heap_bytes", str(frontend_cost(c).heap_bytes)),
     ]
     return {
         "kind": c.kind,
